@@ -1,0 +1,277 @@
+//! The tract engine: loads ONNX, TensorFlow frozen graphs and TFLite into one typed graph, splits
+//! off the head, optimises the backbone and runs it. tract's types never leave this module.
+
+use std::path::Path;
+
+use tract_onnx::tract_hir::internal::*;
+use tract_core::floats::FloatPrecisionTranslator;
+use tract_core::ops::cast::Cast;
+use tract_core::transform::ModelTransform;
+use tract_core::ops::konst::Const;
+use tract_core::ops::source::TypedSource;
+
+use super::split::{find_activation, per_image_width, split_head};
+use super::{onnx, tflite_normalize, EngineOptions, Generation, GraphFacts, InputSpec, LoadedModel, TensorType};
+use crate::error::{Error, Result};
+use crate::head::PassThrough;
+use crate::package::{ExportPackage, ModelFormat};
+use crate::preprocess::Layout;
+
+pub struct TractEngine {
+    plan: Arc<TypedRunnableModel>,
+    input: InputSpec,
+    output_width: usize,
+}
+
+/// Turns a tract error into one sentence with a fix. Unsupported operators are the common case
+/// and get their own message.
+fn engine_error(path: &Path, e: TractError) -> Error {
+    let text = format!("{e:#}");
+    let op = text
+        .split("Unimplemented(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .or_else(|| text.contains("Unsupported").then_some("an operator"))
+        .map(str::to_owned);
+    match op {
+        Some(op) => Error::model(
+            path,
+            format!("the graph uses {op}, which the tract engine does not support ({})", first_line(&text)),
+            "re-export the iteration as ONNX, or report the model so the operator can be added",
+        ),
+        None => Error::model(
+            path,
+            format!("the tract engine cannot load this graph ({})", first_line(&text)),
+            "check that the file is a Custom Vision classification export; report it if it is",
+        ),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("");
+    line.chars().take(300).collect()
+}
+
+/// The ONNX input's dims and element type, read from the protobuf (batch may be symbolic).
+fn onnx_input(proto: &tract_onnx::pb::ModelProto) -> Option<(String, Vec<i64>, i32)> {
+    use tract_onnx::pb::type_proto::Value;
+    let graph = proto.graph.as_ref()?;
+    let initialized: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let input = graph.input.iter().find(|i| !initialized.contains(i.name.as_str()))?;
+    let Some(Value::TensorType(t)) = input.r#type.as_ref()?.value.as_ref() else { return None };
+    let dims = t.shape.as_ref()?.dim.iter().map(|d| match &d.value {
+        Some(tract_onnx::pb::tensor_shape_proto::dimension::Value::DimValue(v)) => *v,
+        _ => -1,
+    });
+    Some((input.name.clone(), dims.collect(), t.elem_type))
+}
+
+fn load_onnx(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
+    let (proto, ofacts) = onnx::prepare(path, bytes)?;
+    let (name, dims, elem) = onnx_input(&proto).ok_or_else(|| {
+        Error::model(path, "the ONNX graph has no typed image input", "this is not a Custom Vision image classifier export")
+    })?;
+    let dt = if elem == tract_onnx::pb::tensor_proto::DataType::Float16 as i32 { f16::datum_type() } else { f32::datum_type() };
+    if dims.len() != 4 || dims[1..].iter().any(|d| *d <= 0) {
+        return Err(Error::model(path, format!("input {name} has shape {dims:?}, not an image batch"), "this is not a Custom Vision image classifier export"));
+    }
+    let shape: Vec<usize> = std::iter::once(1).chain(dims[1..].iter().map(|d| *d as usize)).collect();
+    let op_count = proto.graph.as_ref().map(|g| g.node.len()).unwrap_or(0);
+    let model = tract_onnx::onnx()
+        .model_for_proto_model(&proto)
+        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(dt, &shape)))
+        .and_then(|m| m.into_typed())
+        .map_err(|e| engine_error(path, e))?;
+    let mut notes = vec![];
+    if ofacts.had_image_scaler {
+        notes.push("rewrote ImageScaler as Mul + Add".to_owned());
+    }
+    if ofacts.rewrote_fp16_gemm > 0 {
+        notes.push(format!("rewrote {} fp16 Gemm as MatMul + Add", ofacts.rewrote_fp16_gemm));
+    }
+    if ofacts.legacy_tail {
+        notes.push("dropped the ai.onnx.ml ZipMap/ArgMax tail".to_owned());
+    }
+    let facts = GraphFacts {
+        generation: if ofacts.legacy_tail || ofacts.had_image_scaler { Generation::OnnxLegacy } else { Generation::OnnxCurrent },
+        metadata_props: ofacts.metadata_props,
+        embedded_labels: ofacts.zipmap_labels,
+        has_mean_layer: true,
+        op_count,
+        output_name: ofacts.output_name,
+        activation: crate::head::Activation::Identity,
+        split_at: None,
+        notes,
+    };
+    Ok((model, facts))
+}
+
+fn load_tf(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
+    let tf = tract_tensorflow::tensorflow();
+    let mut model = tf.model_for_read(&mut &*bytes).map_err(|e| engine_error(path, e))?;
+    let names: Vec<String> = model.nodes().iter().map(|n| n.name.clone()).collect();
+    let output = ["model_outputs", "loss"].into_iter().find(|n| names.iter().any(|m| m == n)).ok_or_else(|| {
+        Error::model(path, "the graph has neither a `model_outputs` nor a `loss` node", "this is not a Custom Vision TensorFlow export")
+    })?;
+    model.select_output_outlets(&[OutletId::new(model.node_by_name(output).map_err(|e| engine_error(path, e))?.id, 0)])
+        .map_err(|e| engine_error(path, e))?;
+    let input_fact = model.input_fact(0).map_err(|e| engine_error(path, e))?.clone();
+    let hw: Vec<usize> = input_fact
+        .shape
+        .dims()
+        .skip(1)
+        .filter_map(|d| d.concretize().and_then(|d| d.to_i64().ok()))
+        .map(|d| d as usize)
+        .collect();
+    // Old graphs may leave the spatial size open; Custom Vision's legacy size is 227.
+    let (h, w) = match hw.as_slice() {
+        [h, w, 3] => (*h, *w),
+        _ => (227, 227),
+    };
+    // The batch stays symbolic: tract's optimiser trips on these graphs when it is fixed to 1.
+    let batch = model.symbols.sym("N");
+    let fact = f32::fact(&[batch.to_dim(), h.to_dim(), w.to_dim(), 3.to_dim()]);
+    let op_count = model.nodes().len();
+    let typed = model
+        .with_input_fact(0, fact.into())
+        .and_then(|m| m.into_typed())
+        .map_err(|e| engine_error(path, e))?;
+    let facts = GraphFacts {
+        generation: Generation::TfFrozenGraph,
+        metadata_props: Default::default(),
+        embedded_labels: None,
+        has_mean_layer: true,
+        op_count,
+        output_name: output.to_owned(),
+        activation: crate::head::Activation::Identity,
+        split_at: None,
+        notes: vec![],
+    };
+    Ok((typed, facts))
+}
+
+fn load_tflite(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
+    let (normalized, report) = tflite_normalize::normalize_tflite(bytes).map_err(|e| {
+        Error::model(path, format!("the TensorFlow Lite file cannot be read ({e})"), "the file is corrupt or truncated: copy it from the export again")
+    })?;
+    let model = tract_tflite::tflite().model_for_read(&mut &*normalized).map_err(|e| engine_error(path, e))?;
+    let op_count = model.nodes().iter().filter(|n| !n.op_is::<Const>() && !n.op_is::<TypedSource>()).count();
+    // The 2019 export has no mean layer inside; the rule from Microsoft's Android sample is to
+    // subtract the mean only when no node looks like the first batch-norm.
+    let has_mean_layer = model.nodes().iter().any(|n| n.name.contains("data_bn") || n.name.contains("BatchNorm1"));
+    let output_name = model.output_outlets().ok().and_then(|o| o.first().map(|o| model.node(o.node).name.clone())).unwrap_or_default();
+    let mut notes = vec![];
+    if report.folded_dequantize > 0 {
+        notes.push(format!("folded {} fp16 DEQUANTIZE ops into fp32 constants", report.folded_dequantize));
+    }
+    if report.reshapes_inserted > 0 {
+        notes.push(format!("inserted {} RESHAPE before rank-4 FULLY_CONNECTED", report.reshapes_inserted));
+    }
+    let facts = GraphFacts {
+        generation: Generation::TfLite,
+        metadata_props: Default::default(),
+        embedded_labels: None,
+        has_mean_layer,
+        op_count,
+        output_name,
+        activation: crate::head::Activation::Identity,
+        split_at: None,
+        notes,
+    };
+    Ok((model, facts))
+}
+
+fn input_spec(path: &Path, model: &TypedModel) -> Result<InputSpec> {
+    let fact = model.input_fact(0).map_err(|e| engine_error(path, e))?;
+    let dims: Vec<Option<usize>> = fact.shape.dims().iter().map(|d| d.to_usize().ok()).collect();
+    let dtype = if fact.datum_type == f16::datum_type() { TensorType::F16 } else { TensorType::F32 };
+    let name = model.node(model.input_outlets().map_err(|e| engine_error(path, e))?[0].node).name.clone();
+    match dims.as_slice() {
+        [_, Some(3), Some(h), Some(w)] => Ok(InputSpec { name, width: *w, height: *h, layout: Layout::Nchw, dtype }),
+        [_, Some(h), Some(w), Some(3)] => Ok(InputSpec { name, width: *w, height: *h, layout: Layout::Nhwc, dtype }),
+        _ => Err(Error::model(path, format!("input {name} has shape {:?}, not a 3-channel image", fact.shape), "this is not a Custom Vision image classifier export")),
+    }
+}
+
+/// Loads the export's graph into tract, split into backbone engine + head.
+pub fn load_tract(package: &ExportPackage, options: &EngineOptions) -> Result<LoadedModel> {
+    let path = package.model_path.as_path();
+    let (model, mut facts) = match package.format {
+        ModelFormat::Onnx => load_onnx(path, &package.model_bytes)?,
+        ModelFormat::TfFrozenGraph => load_tf(path, &package.model_bytes)?,
+        ModelFormat::TfLite => load_tflite(path, &package.model_bytes)?,
+    };
+    let input = input_spec(path, &model)?;
+    let mut model = model;
+    if input.dtype == TensorType::F16 {
+        // No Pi (nor x86) core before ARMv8.2 computes in fp16: emulated fp16 is slower and
+        // rounds at every op. Run fp16 exports in f32 (weights widened exactly) and feed the
+        // image as f16-rounded values, which are exact for 0..255 pixels.
+        FloatPrecisionTranslator::new(f16::datum_type(), f32::datum_type())
+            .transform(&mut model)
+            .map_err(|e| engine_error(path, e))?;
+        facts.notes.push("runs the fp16 graph in f32".to_owned());
+    }
+    let mut model = model.into_decluttered().map_err(|e| engine_error(path, e))?;
+    let (activation, logits) = find_activation(&model).map_err(|e| engine_error(path, e))?;
+    facts.activation = activation;
+    let output = model.output_outlets().map_err(|e| engine_error(path, e))?[0];
+    let tags = per_image_width(model.outlet_fact(output).map_err(|e| engine_error(path, e))?);
+    let split = if options.split { split_head(&model, activation, logits).map_err(|e| engine_error(path, e))? } else { None };
+    let head: Box<dyn crate::head::Head> = match split {
+        Some((features, head)) => {
+            facts.split_at = Some(model.outlet_label(features).map(str::to_owned).unwrap_or_else(|| model.node(features.node).name.clone()));
+            model.select_output_outlets(&[features]).map_err(|e| engine_error(path, e))?;
+            Box::new(head)
+        }
+        None => Box::new(PassThrough { tags, activation }),
+    };
+    let output = model.output_outlets().map_err(|e| engine_error(path, e))?[0];
+    if model.outlet_fact(output).map_err(|e| engine_error(path, e))?.datum_type != f32::datum_type() {
+        model.wire_node("cvedge.output_f32", Cast { to: f32::datum_type() }, &[output])
+            .and_then(|w| model.select_output_outlets(&w))
+            .map_err(|e| engine_error(path, e))?;
+    }
+    let output_width = per_image_width(model.outlet_fact(model.output_outlets().map_err(|e| engine_error(path, e))?[0]).map_err(|e| engine_error(path, e))?);
+    let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| engine_error(path, e))?;
+    let engine = TractEngine { plan, input, output_width };
+    Ok(LoadedModel { engine: Box::new(engine), head, facts })
+}
+
+impl super::Engine for TractEngine {
+    fn name(&self) -> &'static str {
+        "tract"
+    }
+
+    fn input(&self) -> &InputSpec {
+        &self.input
+    }
+
+    fn output_width(&self) -> usize {
+        self.output_width
+    }
+
+    fn run(&self, batch: &[f32], images: usize) -> Result<Vec<f32>> {
+        let per_image = self.input.width * self.input.height * 3;
+        assert_eq!(batch.len(), per_image * images, "batch has the wrong length");
+        let shape = match self.input.layout {
+            Layout::Nchw => [1, 3, self.input.height, self.input.width],
+            Layout::Nhwc => [1, self.input.height, self.input.width, 3],
+        };
+        let mut out = Vec::with_capacity(images * self.output_width);
+        for image in batch.chunks_exact(per_image) {
+            let mut run = || -> TractResult<()> {
+                let mut tensor = Tensor::from_shape(&shape, image)?;
+                if self.input.dtype == TensorType::F16 {
+                    // Round as the fp16 input would, then widen for the f32 graph.
+                    tensor = tensor.cast_to::<f16>()?.cast_to::<f32>()?.into_owned();
+                }
+                let result = self.plan.run(tvec![tensor.into_tvalue()])?;
+                out.extend(result[0].to_plain_array_view::<f32>()?.iter().copied());
+                Ok(())
+            };
+            run().map_err(|e| Error::Inference(format!("{e:#}")))?;
+        }
+        Ok(out)
+    }
+}

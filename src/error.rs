@@ -1,0 +1,51 @@
+//! The library's typed errors. Every message names the problem and what to do about it, because
+//! the CLI prints them as they are, in one sentence, to people who did not write the code.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}: {source}; check that the path exists and is readable", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{}: {problem}; {fix}", path.display())]
+    Package { path: PathBuf, problem: String, fix: String },
+
+    #[error("{}: the file is an early-2018 preview ONNX export (opset 1, {detail}) that no current runtime supports; re-export the iteration from Custom Vision as ONNX (or TensorFlow Lite) and use that file", path.display())]
+    LegacyPreviewExport { path: PathBuf, detail: String },
+
+    #[error("{}: {problem}; {fix}", path.display())]
+    Model { path: PathBuf, problem: String, fix: String },
+
+    #[error("{}: labels.txt lists {labels} tags but the model outputs {outputs} probabilities; use the labels.txt that came in the same export (one tag per line, in output order)", path.display())]
+    LabelCount { path: PathBuf, labels: usize, outputs: usize },
+
+    #[error("{origin}: {problem}; {fix}")]
+    Image { origin: String, problem: String, fix: String },
+
+    #[error("inference failed: {0}; this is a bug or an unsupported model, please report it with `cvedge inspect` output")]
+    Inference(String),
+
+    #[error("invalid option: {0}")]
+    Option(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn package(path: impl Into<PathBuf>, problem: impl Into<String>, fix: impl Into<String>) -> Error {
+        Error::Package { path: path.into(), problem: problem.into(), fix: fix.into() }
+    }
+
+    pub(crate) fn model(path: impl Into<PathBuf>, problem: impl Into<String>, fix: impl Into<String>) -> Error {
+        Error::Model { path: path.into(), problem: problem.into(), fix: fix.into() }
+    }
+
+    pub(crate) fn image(origin: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Error {
+        Error::Image { origin: origin.into(), problem: problem.into(), fix: fix.into() }
+    }
+}

@@ -1,0 +1,38 @@
+//! cvedge: run Azure Custom Vision compact-domain classifier exports on the edge.
+//!
+//! # Layout
+//! A classification is a pipeline of five stages, each a module with one small trait, shared by
+//! every command (`predict` today; the daemon, trainer and benchmarks later):
+//!
+//! ```text
+//! source ──frames──▶ preprocess ──tensor──▶ engine (backbone) ──features──▶ head ──probabilities──▶ sinks
+//! ```
+//!
+//! - [`package`]: finds the model file, `labels.txt`, `cvexport.manifest` and
+//!   `metadata_properties.json` in a zip, a folder or beside a bare model file, and detects the
+//!   model format from its bytes.
+//! - [`source`]: produces decoded, EXIF-upright RGB frames ([`source::Source`]).
+//! - [`preprocess`]: reproduces the cloud's resize/crop recipe, colour order and value range
+//!   ([`preprocess::Preprocessor`]).
+//! - [`engine`]: runs the export's backbone, everything up to the input of the final fully
+//!   connected layer ([`engine::Engine`]). tract is the default engine; its types stay inside
+//!   `engine::tract`.
+//! - [`head`]: the final fully connected layer and its activation ([`head::Head`]), split out of the
+//!   export so a head trained on the device can replace it.
+//! - [`sink`]: where results go (JSON lines, a table; MQTT later) ([`sink::Sink`]).
+//!
+//! [`classifier::Classifier`] assembles package, preprocessing, engine and head from an export;
+//! [`prediction`] holds the cloud's prediction JSON.
+
+pub mod classifier;
+pub mod engine;
+pub mod error;
+pub mod head;
+pub mod package;
+pub mod prediction;
+pub mod preprocess;
+pub mod sink;
+pub mod source;
+
+pub use classifier::{Classifier, LoadOptions};
+pub use error::{Error, Result};

@@ -1,0 +1,61 @@
+//! Shared test helpers: where the fixtures are, the golden outputs, tolerances.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Probabilities must match the reference runtime this closely.
+pub const TOLERANCE: f32 = 1e-3;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `$CVEDGE_FIXTURES`, default `../shared/fixtures/exports`; `None` (and a message saying the
+/// test is skipped) where they are absent, as in a user's clone. CI always has them.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("CVEDGE_FIXTURES").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/fixtures/exports"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: no Custom Vision fixtures at {} (set CVEDGE_FIXTURES)", dir.display());
+        None
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GoldenModel {
+    pub recipe: Option<String>,
+    pub labels: Option<Vec<String>>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Vec<f32>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Golden {
+    pub models: BTreeMap<String, GoldenModel>,
+}
+
+pub fn golden() -> Golden {
+    let path = repo().join("tests/golden/reference_outputs.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("golden JSON")
+}
+
+pub fn golden_for(key: &str) -> GoldenModel {
+    golden().models.remove(key).unwrap_or_else(|| panic!("no golden outputs for {key}: run scripts/reference_outputs.py"))
+}
+
+/// Asserts every probability is within [`TOLERANCE`] of the reference.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: {} probabilities, reference has {}", got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= TOLERANCE, "{what}: output {i} is {g}, reference {w} (got {got:?}, want {want:?})");
+    }
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).expect("non-empty")
+}
