@@ -21,6 +21,7 @@ make_conformance_models.py and make_test_images.py first).  Deterministic: singl
 threaded runtimes, no randomness.
 """
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -68,12 +69,13 @@ def resize_crop(rgb, recipe, size):
         a = cv2.resize(a, (256, 256), interpolation=lin)
         o = 256 // 2 - S // 2
         a = a[o:o + S, o:o + S]
-    elif recipe == "shorter-side-256":
+    elif recipe.startswith("shorter-side-"):
+        t = int(recipe[len("shorter-side-"):])
         h, w = a.shape[:2]
         if w < h:
-            new = (256, (h * 256 + w // 2) // w)
+            new = (t, (h * t + w // 2) // w)
         else:
-            new = ((w * 256 + h // 2) // h, 256)
+            new = ((w * t + h // 2) // h, t)
         a = cv2.resize(a, new, interpolation=lin)
         H, W = a.shape[:2]
         x0 = W // 2 - S // 2
@@ -335,6 +337,23 @@ def run_model(path, images):
     return entry
 
 
+# (recipe, input size) pairs whose exact pixels the Rust side must reproduce.
+PIXEL_RECIPES = [("legacy-square-256", 227), ("shorter-side-256", 224), ("shorter-side-224", 224),
+                 ("stretch", 300)]
+
+
+def pixel_digests(imgs):
+    """SHA1 of the uint8 RGB crop (HxWx3, row-major) of every repo image under every recipe:
+    Pillow decode + EXIF + cv2 INTER_LINEAR, which the Rust preprocessing must equal bit for bit."""
+    out = {}
+    for key, path in imgs:
+        rgb = load_rgb(path)
+        for recipe, size in PIXEL_RECIPES:
+            crop = resize_crop(rgb, recipe, size)
+            out.setdefault(key, {})["%s@%d" % (recipe, size)] = hashlib.sha1(crop.tobytes()).hexdigest()
+    return out
+
+
 def versions():
     from importlib.metadata import version
     v = {"python": platform.python_version()}
@@ -447,6 +466,7 @@ def main():
 
     doc = {"generator": "scripts/reference_outputs.py", "versions": versions(),
            "preprocess": "see preprocess() docstring in scripts/reference_outputs.py",
+           "pixels": pixel_digests(imgs),
            "models": models}
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w", encoding="utf-8") as f:

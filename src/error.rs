@@ -7,8 +7,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {}: {source}; check that the path exists and is readable", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    // The io error is part of the message, not a `source`, so it is printed once.
+    #[error("cannot read {}: {cause}; check that the path exists and is readable", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
 
     #[error("{}: {problem}; {fix}", path.display())]
     Package { path: PathBuf, problem: String, fix: String },
@@ -34,7 +35,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 
     pub(crate) fn package(path: impl Into<PathBuf>, problem: impl Into<String>, fix: impl Into<String>) -> Error {

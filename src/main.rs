@@ -1,6 +1,7 @@
 //! The `cvedge` command line. Raw flags become a validated `LoadOptions` once, here; the library
 //! does the work and returns typed errors, which are printed as one sentence each.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -113,6 +114,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `cvedge predict ... | head` closing the pipe is a normal way to stop.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -156,8 +161,9 @@ fn inspect(args: &ModelArgs, json: bool) -> anyhow::Result<ExitCode> {
         "engine": c.engine.name(),
         "notes": c.facts.notes,
     });
+    let mut out = std::io::stdout().lock();
     if json {
-        println!("{report}");
+        writeln!(out, "{report}")?;
         return Ok(ExitCode::SUCCESS);
     }
     for (key, value) in report.as_object().context("report is an object")? {
@@ -169,7 +175,7 @@ fn inspect(args: &ModelArgs, json: bool) -> anyhow::Result<ExitCode> {
             }
             other => other.to_string(),
         };
-        println!("{key:>15}: {text}");
+        writeln!(out, "{key:>15}: {text}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

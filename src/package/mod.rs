@@ -243,7 +243,7 @@ fn detect_format(model_path: &Path, name: &str, bytes: &[u8]) -> Result<ModelFor
         return Ok(found);
     }
     let problem = match format::from_extension(name) {
-        Some(expected) => format!("the file is named like a {expected} model but its bytes are not one (empty, truncated or corrupt)"),
+        Some(expected) => format!("the file's name says {expected} but its bytes are not in that format (empty, truncated or corrupt)"),
         None => "the file is not an ONNX, TensorFlow Lite or TensorFlow frozen-graph model".to_owned(),
     };
     Err(Error::package(model_path, problem, "copy the model file from the Custom Vision export again"))

@@ -46,13 +46,17 @@ fn unreadable(origin: &str, e: &dyn std::fmt::Display) -> Error {
 }
 
 /// JPEG through libjpeg-turbo (accurate integer IDCT, fancy upsampling: Pillow's defaults), so the
-/// pixels equal those the export's own Python code sees. Colour spaces libjpeg-turbo cannot turn
-/// into RGB (CMYK) fall back to the pure-Rust decoder.
+/// pixels equal those the export's own Python code sees. CMYK/YCCK JPEGs, which libjpeg-turbo
+/// cannot turn into RGB, go to the pure-Rust decoder. A truncated or damaged JPEG is refused, as
+/// Pillow refuses it: classifying a half-grey frame would publish a confident wrong answer.
 fn decode_jpeg(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
-    let decoded = match turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB) {
-        Ok(decoded) => decoded,
-        Err(e) => return decode_other(bytes, origin).map_err(|_| unreadable(origin, &e)),
-    };
+    let header = turbojpeg::read_header(bytes).map_err(|e| unreadable(origin, &e))?;
+    if matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK) {
+        return decode_other(bytes, origin);
+    }
+    let decoded = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| {
+        Error::image(origin, format!("the JPEG is damaged or truncated ({e})"), "capture or copy the image again")
+    })?;
     let (width, height, pitch) = (decoded.width, decoded.height, decoded.pitch);
     let mut pixels = decoded.pixels;
     if pitch != width * 3 {

@@ -1,0 +1,141 @@
+//! The `cvedge` binary as a user runs it: output formats, and one clear error sentence (with a
+//! non-zero exit) for every kind of bad input, never a panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn cvedge(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).output().expect("run cvedge");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs a command that must fail with one `error:` line containing every fragment.
+fn assert_fails(args: &[&str], fragments: &[&str]) {
+    let run = cvedge(args);
+    assert_ne!(run.code, 0, "{args:?} succeeded: {}", run.stdout);
+    assert!(!run.stderr.contains("panicked"), "{args:?} panicked: {}", run.stderr);
+    let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{args:?}: expected one error line, got {}", run.stderr);
+    for fragment in fragments {
+        assert!(errors[0].contains(fragment), "{args:?}: {:?} lacks {fragment:?}", errors[0]);
+    }
+}
+
+#[test]
+fn predict_json_is_the_cloud_format_sorted_highest_first() {
+    let run = cvedge(&["predict", "--model", "models/demo", "--json", "models/samples/cat.jpg", "models/samples/rocket.jpg"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(lines.len(), 2);
+    for (line, tag) in lines.iter().zip(["cat", "rocket"]) {
+        for key in ["id", "project", "iteration", "created", "predictions", "image"] {
+            assert!(line.get(key).is_some(), "missing {key}: {line}");
+        }
+        assert_eq!(line["iteration"], "4f5a0c1e-7d2b-4c8e-9a61-3b0d2e5f7a11", "iteration id from the manifest");
+        let predictions = line["predictions"].as_array().unwrap();
+        assert_eq!(predictions.len(), 5);
+        assert_eq!(predictions[0]["tagName"], tag);
+        let probabilities: Vec<f64> = predictions.iter().map(|p| p["probability"].as_f64().unwrap()).collect();
+        assert!(probabilities.windows(2).all(|w| w[0] >= w[1]), "not sorted: {probabilities:?}");
+        assert!(predictions.iter().all(|p| p["tagId"] == "" && p["boundingBox"].is_null()));
+    }
+    assert_eq!(lines[0]["image"], "models/samples/cat.jpg");
+}
+
+#[test]
+fn predict_table_marks_tags_above_the_threshold() {
+    let run = cvedge(&["predict", "--model", "models/demo", "--threshold", "0.9", "models/samples/coffee.jpg"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let marked: Vec<&str> = run.stdout.lines().filter(|l| l.trim_start().starts_with('*')).collect();
+    assert_eq!(marked.len(), 1, "{}", run.stdout);
+    assert!(marked[0].ends_with("coffee"));
+    // Nothing reaches 100%: no tag is detected, and the table says so.
+    let run = cvedge(&["predict", "--model", "models/demo", "--threshold", "1", "models/samples/coffee.jpg"]);
+    assert!(run.stdout.contains("no tag at or above 100%"), "{}", run.stdout);
+}
+
+#[test]
+fn inspect_reports_what_the_export_implies() {
+    let run = cvedge(&["inspect", "--json", "--model", "models/conformance/tflite-2019-fp32"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(report["format"], "TensorFlow Lite");
+    assert_eq!(report["input"], "Placeholder float32 [1,227,227,3] NHWC");
+    assert_eq!(report["color"], "BGR");
+    assert_eq!(report["range"], "0..255");
+    assert_eq!(report["mean_bgr"], serde_json::json!([104.0, 117.0, 123.0]));
+    assert_eq!(report["recipe"], "legacy-square-256");
+    assert_eq!(report["kind"], "multilabel");
+    assert_eq!(report["tags"], serde_json::json!(["Dr. Pepper", "cola", "water"]));
+    assert!(report["ops"].as_u64().unwrap() > 0);
+
+    let run = cvedge(&["inspect", "--model", "models/conformance/onnx-current-rgb01"]);
+    assert!(run.stdout.contains("RGB") && run.stdout.contains("0..1"), "{}", run.stdout);
+}
+
+#[test]
+fn bad_images_are_reported_and_the_rest_still_classified() {
+    let run = cvedge(&["predict", "--model", "models/demo", "--json", "tests/data/truncated.jpg", "tests/data/not_an_image.jpg", "missing.jpg", "models/samples/dog.jpg"]);
+    assert_eq!(run.code, 1);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 3, "{}", run.stderr);
+    assert!(errors[0].contains("truncated.jpg") && errors[0].contains("damaged or truncated"));
+    assert!(errors[1].contains("not_an_image.jpg") && errors[1].contains("not a readable image"));
+    assert!(errors[2].contains("missing.jpg") && errors[2].contains("cannot read"));
+    assert_eq!(run.stdout.lines().count(), 1, "only dog.jpg is classified");
+    assert!(run.stdout.contains("\"tagName\":\"dog\""));
+}
+
+#[test]
+fn bad_models_get_one_clear_sentence() {
+    assert_fails(&["predict", "--model", "tests/data/corrupt/garbage.onnx", "x.jpg"], &["garbage.onnx", "not in that format", "copy the model file"]);
+    assert_fails(&["predict", "--model", "tests/data/corrupt/truncated.zip", "x.jpg"], &["truncated.zip", "damaged or incomplete", "download or copy"]);
+    assert_fails(&["predict", "--model", "tests/data/corrupt/bad_labels", "x.jpg"], &["labels.txt lists 2 tags but the model outputs 3"]);
+    assert_fails(&["inspect", "--model", "no/such/export.zip"], &["cannot read no/such/export.zip", "check that the path exists"]);
+    assert_fails(&["predict", "--model", "models/demo", "--threshold", "1.5", "x.jpg"], &["--threshold 1.5 is not a probability"]);
+    assert_fails(&["predict", "--model", "models/demo", "--recipe", "bicubic", "x.jpg"], &["unknown recipe 'bicubic'"]);
+}
+
+#[test]
+fn legacy_preview_export_is_refused_by_the_cli() {
+    let Some(fixtures) = fixtures() else { return };
+    let model = fixtures.join("onnx-legacy-opset1-2018");
+    assert_fails(&["inspect", "--model", model.to_str().unwrap()], &["early-2018 preview", "re-export the iteration"]);
+}
+
+#[test]
+fn a_folder_with_several_models_or_a_saved_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("models/conformance/onnx-opset7-sigmoid/model.onnx");
+    std::fs::copy(&src, dir.path().join("a.onnx")).unwrap();
+    std::fs::copy(&src, dir.path().join("b.onnx")).unwrap();
+    let path = dir.path().to_str().unwrap();
+    assert_fails(&["inspect", "--model", path], &["several model files found", "a.onnx", "b.onnx"]);
+
+    let saved = tempfile::tempdir().unwrap();
+    std::fs::write(saved.path().join("saved_model.pb"), b"\x0a\x02hi").unwrap();
+    assert_fails(&["inspect", "--model", saved.path().to_str().unwrap()], &["SavedModel", "export the iteration as"]);
+}
+
+#[test]
+fn folders_of_images_are_expanded() {
+    let run = cvedge(&["predict", "--model", "models/demo", "--json", "models/samples"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 5);
+    assert!(Path::new(&repo().join("models/samples/LICENSES.txt")).exists(), "non-images are skipped");
+}
