@@ -41,6 +41,9 @@ pub fn decode(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
     Ok(image)
 }
 
+/// Larger images would need gigabytes on a Pi; no camera frame comes close.
+const MAX_PIXELS: usize = 200_000_000;
+
 fn unreadable(origin: &str, e: &dyn std::fmt::Display) -> Error {
     Error::image(origin, format!("not a readable image ({e})"), "pass a JPEG, PNG, BMP, GIF, WebP or TIFF file")
 }
@@ -51,6 +54,13 @@ fn unreadable(origin: &str, e: &dyn std::fmt::Display) -> Error {
 /// Pillow refuses it: classifying a half-grey frame would publish a confident wrong answer.
 fn decode_jpeg(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
     let header = turbojpeg::read_header(bytes).map_err(|e| unreadable(origin, &e))?;
+    if header.width.saturating_mul(header.height) > MAX_PIXELS {
+        return Err(Error::image(
+            origin,
+            format!("the image is {}x{}, larger than cvedge decodes ({} megapixels)", header.width, header.height, MAX_PIXELS / 1_000_000),
+            "scale it down first",
+        ));
+    }
     if matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK) {
         return decode_other(bytes, origin);
     }
