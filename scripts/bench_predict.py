@@ -160,6 +160,19 @@ def ort_session_ms(model_path, threads, reps=5):
     return out
 
 
+def pillow_decode_only(sched):
+    """Informational: Pillow's JPEG decode alone (Image.load(), no EXIF transpose, no copies into
+    numpy), to separate libjpeg-turbo's cost from load_rgb()'s image copies."""
+    per_path = {}
+    for p, counted in sched:
+        t0 = time.perf_counter()
+        with Image.open(p) as im:
+            im.load()
+        if counted:
+            per_path.setdefault(p, []).append({"decode": (time.perf_counter() - t0) * 1e3})
+    return per_path
+
+
 def run_ort(model_path, cfg, threads, sched):
     s = session(model_path, threads)
     outs = [o.name for o in s.get_outputs()]
@@ -217,6 +230,7 @@ def machine_info(binary):
         "cvedge": sh([binary, "--version"]),
         "tract": tract,
         "rustc": sh(["rustc", "--version"]),
+        "built": datetime.datetime.fromtimestamp(os.path.getmtime(binary), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "git": sh(["git", "rev-parse", "--short", "HEAD"]) + (" (dirty tree)" if sh(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"]) else ""),
         "python": " ".join("%s %s" % kv for kv in v.items()),
     }
@@ -279,6 +293,9 @@ def main():
         o1, o1_probs = run_ort(model_path, cfg, 1, sched)
         print("onnxruntime, default threads ...", file=sys.stderr)
         od, _ = run_ort(model_path, cfg, 0, sched)
+        raw = pillow_decode_only(sched)
+        raw_note = "; ".join("%s: %s ms" % (label.split(" (")[0], fmt(stats(raw, ps, "decode")[0]))
+                             for label, ps in groups)
 
         # Sanity: both runtimes classify alike (cvedge's JSON holds the cloud-format predictions).
         agree = []
@@ -308,7 +325,7 @@ def main():
     ])
     machine = "\n".join([
         "- CPU: %s, `nproc` = %s (threads per core: %s), Linux %s" % (info["cpu"], info["nproc"], info["threads_per_core"], info["kernel"]),
-        "- %s (tract %s, %s), commit %s" % (info["cvedge"], info["tract"], info["rustc"], info["git"]),
+        "- %s (tract %s, %s), binary built %s, HEAD %s" % (info["cvedge"], info["tract"], info["rustc"], info["built"], info["git"]),
         "- Python: %s" % info["python"],
         "- load average (1/5/15 min) at start %.2f/%.2f/%.2f, at end %.2f/%.2f/%.2f" % (load_before + load_after),
         "- run: %s UTC; N = %d counted repeats per image after %d warm-up repeats" % (
@@ -319,6 +336,9 @@ def main():
         table,
         "Load / session creation, ms (5 runs):",
         load_table,
+        "onnxruntime's decode column is `load_rgb()`: Pillow decode + `ImageOps.exif_transpose` "
+        "(a copy even without an EXIF rotation) + `.convert(\"RGB\")` + a numpy copy. Pillow's "
+        "libjpeg-turbo decode alone (`Image.open(p).load()`, median, same run): " + raw_note + ".",
         "Both runtimes classify alike (cvedge vs onnxruntime 1 thread):\n" + "\n".join("- " + a for a in agree),
         "Machine:\n" + machine,
     ])
@@ -335,7 +355,7 @@ def main():
 DOC = """# Benchmarks: `cvedge predict` latency per image
 
 How long `cvedge predict` takes per image for the bundled demo model ({model}: an
-EfficientNet-Lite0-sized ONNX export, 224x224 input, shorter-side-256 + centre crop), split into
+EfficientNet-Lite0 backbone + 5-tag softmax head, ONNX, 224x224 BGR 0..255 input, shorter-side-256 + centre crop), split into
 **decode** (file read + JPEG decode + EXIF orientation), **preprocess** (resize/crop, BGR, float
 tensor) and **inference** (tract backbone + head), next to the same `model.onnx` in onnxruntime
 (Python) with the identical preprocessing (`scripts/reference_outputs.py`: Pillow decode,
