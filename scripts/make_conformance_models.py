@@ -11,6 +11,11 @@ variant reproduces one export generation so cvedge's loader is tested on the who
                                ... Softmax `loss1` -> ZipMap `loss` + ArgMax/ArrayFeatureExtractor
                                `classLabel` (tail copied from the catdog fixture). labels.txt.
   onnx-opset7-zipmap-nolabels  same model.onnx, no labels.txt (tags only in ZipMap).
+  onnx-opset6-map              2018 "ONNX 1.0": the onnx-opset7-zipmap network and weights with
+                               ai.onnx 6 + ai.onnx.ml 1, IR 3, opset-6 Gemm (`broadcast`=1 for
+                               the [3] bias) and graph output `loss` typed map(string, float)
+                               (not sequence(map)), which onnxruntime refuses to load. labels.txt.
+                               Verified through its opset-7 twin (reference_outputs.opset7_twin).
   onnx-opset7-sigmoid          as zipmap but Sigmoid (multilabel style). labels.txt.
   onnx-current-multilabel      current layout: `data` [1,3,224,224] BGR 0..255 -> `model_output`
                                Sigmoid; metadata_props Bgr8/NominalRange_0_255 and
@@ -158,8 +163,14 @@ def fresh(name):
 
 # ----------------------------------------------------------------------------- ONNX
 
-def onnx_opset7(final):
-    """2018-2020 'ONNX 1.2' layout (tail structure copied from onnx-catdog-2018)."""
+def onnx_opset7(final, opset=7):
+    """2018-2020 'ONNX 1.2' layout (tail structure copied from onnx-catdog-2018).
+
+    opset=6: the 2018 'ONNX 1.0' layout: same network, ai.onnx 6, Gemm with the opset-6
+    `broadcast` attribute (opset 6 has no numpy broadcasting; C is [tags], output [N, tags])
+    and `loss` declared as a bare map(string, float) instead of sequence(map)."""
+    if opset not in (6, 7):
+        raise ValueError(opset)
     w, b, fw, fb = fold("ms")
     size = 227
     inp = helper.make_tensor_value_info("data", TensorProto.FLOAT, ["None", 3, size, size])
@@ -170,8 +181,10 @@ def onnx_opset7(final):
                       ["DATA_BATCH", "DATA_CHANNEL", "DATA_FEATURE", "DATA_FEATURE"]):
         d.denotation = den
     out_label = helper.make_tensor_value_info("classLabel", TensorProto.STRING, ["None", 1])
-    out_loss = helper.make_value_info("loss", helper.make_sequence_type_proto(
-        helper.make_map_type_proto(TensorProto.STRING, helper.make_tensor_type_proto(TensorProto.FLOAT, None))))
+    loss_map = helper.make_map_type_proto(TensorProto.STRING, helper.make_tensor_type_proto(TensorProto.FLOAT, None))
+    out_loss = helper.make_value_info("loss", loss_map if opset == 6 else helper.make_sequence_type_proto(loss_map))
+    # opset 6 Gemm broadcasts C only with broadcast=1 (legacy suffix broadcasting); opset 7 dropped it
+    gemm_legacy = {"broadcast": 1} if opset == 6 else {}
     inits = [numpy_helper.from_array(w, "convolution_W"), numpy_helper.from_array(b, "convolution_B"),
              numpy_helper.from_array(fw, "innerProduct_B"), numpy_helper.from_array(fb, "innerProduct_C")]
     nodes = [
@@ -184,7 +197,7 @@ def onnx_opset7(final):
         helper.make_node("GlobalAveragePool", ["conv1"], ["pool10"], name="pooling3"),
         helper.make_node("Flatten", ["pool10"], ["pool10_flattened"], name="flatten", axis=1),
         helper.make_node("Gemm", ["pool10_flattened", "innerProduct_B", "innerProduct_C"], ["fc"],
-                         name="innerProduct", alpha=1.0, beta=1.0, transA=0, transB=1),
+                         name="innerProduct", alpha=1.0, beta=1.0, transA=0, transB=1, **gemm_legacy),
         helper.make_node(final, ["fc"], ["loss1"], name=final.lower()),
         helper.make_node("Constant", [], ["ClassLabels"], name="LabelLoader",
                          value=helper.make_tensor("ClassLabels", TensorProto.STRING, [len(TAGS)],
@@ -197,8 +210,8 @@ def onnx_opset7(final):
     ]
     # IR version 3: every initializer is also listed as a graph input (as in the real exports)
     init_inputs = [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims)) for t in inits]
-    g = helper.make_graph(nodes, "conformance_opset7", [inp] + init_inputs, [out_label, out_loss], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 7), helper.make_opsetid("ai.onnx.ml", 1)],
+    g = helper.make_graph(nodes, "conformance_opset%d" % opset, [inp] + init_inputs, [out_label, out_loss], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("ai.onnx.ml", 1)],
                           producer_name="OnnxMLTools", producer_version="1.2.2.0129", domain="onnxml",
                           model_version=0)
     m.ir_version = 3
@@ -370,6 +383,55 @@ def main():
         if final == "Softmax":
             d2 = fresh(name + "-nolabels")
             shutil.copy(os.path.join(d, "model.onnx"), d2)
+
+    # --- ONNX opset 6 ("ONNX 1.0", loss typed map(string, float)): onnxruntime refuses the file,
+    # so it is verified through its opset-7 twin, which must be the onnx-opset7-zipmap graph.
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from reference_outputs import opset7_twin, onnx_refusal
+    d = fresh("onnx-opset6-map")
+    save_onnx(onnx_opset7("Softmax", opset=6), d)
+    write_labels(d)
+    path6 = os.path.join(d, "model.onnx")
+    err = onnx_refusal(path6)
+    assert err is not None, "onnxruntime loaded onnx-opset6-map; the variant no longer tests anything"
+    print("onnx-opset6-map: onnxruntime refuses it:", err)
+    twin = opset7_twin(onnx.load(path6))
+    zipmap7 = onnx.load(os.path.join(OUT, "onnx-opset7-zipmap", "model.onnx"))
+    twin.graph.name = zipmap7.graph.name  # the only other difference
+    assert twin.SerializeToString() == zipmap7.SerializeToString(), "opset-7 twin differs from onnx-opset7-zipmap"
+    s = ort.InferenceSession(twin.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    res = []
+    for img, x in photo_inputs(227, "bgr", "0-255", None, "NCHW"):
+        label, loss = s.run(["classLabel", "loss"], {"data": x})
+        p = [loss[0][t] for t in TAGS]
+        assert label.reshape(-1)[0] == TAGS[int(np.argmax(p))]
+        res.append((img, p))
+    check("onnx-opset6-map (twin)", res, "Softmax", z_inputs(227))
+    # opset-6 semantics (Gemm_6 needs broadcast=1 for the [tags] bias) with onnx's reference
+    # evaluator, which has opset-6 kernels (onnxruntime has none for Gemm 6): must equal the
+    # evaluator on the opset-7 file. (Compared evaluator to evaluator only: its Conv with
+    # auto_pad VALID gives 114x114 here where onnxruntime, correctly, gives 113x113.)
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.op_run import OpRun
+
+    class ImageScaler(OpRun):  # experimental op, no reference kernel
+        def _run(self, x, bias=None, scale=None):
+            return ((x * scale + np.asarray(bias, np.float32).reshape(1, -1, 1, 1)).astype(x.dtype),)
+
+    class ZipMap(OpRun):
+        op_domain = "ai.onnx.ml"
+
+        def _run(self, x, classlabels_strings=None, classlabels_int64s=None):
+            return ([dict(zip(classlabels_strings, row)) for row in x],)
+
+    x = photo_inputs(227, "bgr", "0-255", None, "NCHW")[0][1]
+    ev = {}
+    for v in ("onnx-opset6-map", "onnx-opset7-zipmap"):
+        r = ReferenceEvaluator(os.path.join(OUT, v, "model.onnx"), new_ops=[ImageScaler, ZipMap])
+        assert ("Gemm_6" if "opset6" in v else "Gemm_7") in [type(n).__name__ for n in r.rt_nodes_]
+        ev[v] = r.run(["loss1"], {"data": x})[0]
+    assert np.array_equal(ev["onnx-opset6-map"], ev["onnx-opset7-zipmap"]), ev
 
     # --- ONNX current
     for name, final, kind, props, color, rng in (

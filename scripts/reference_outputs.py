@@ -6,7 +6,10 @@ generates under models/ (demo, demo-fp16, every conformance variant), runs the
 REFERENCE runtime (onnxruntime for .onnx, ai-edge-litert for .tflite, TensorFlow for
 a frozen .pb) on every sample image and records the probabilities in labels.txt order
 (full float precision).  The opset-1 legacy fixture, which no runtime loads, is
-recorded as ``"loads": false``.
+recorded as ``"loads": false``.  An opset-6 ("ONNX 1.0") model, whose map(string, float)
+``loss`` output onnxruntime refuses, is recorded as ``"loads": false`` with onnxruntime's
+``error`` AND ``outputs`` computed by onnxruntime on its opset-7 twin (``opset7_twin()``),
+marked by a ``reference`` field.
 
 Fixture outputs are checked against each fixture's expected.json (top tag); the script
 aborts with a non-zero exit if any disagrees.  A top-1 table is printed to stdout.
@@ -250,6 +253,99 @@ def pb_config(path, folder):
 
 
 # --------------------------------------------------------------------------------------
+# 2018 "ONNX 1.0" (opset 6) exports: onnxruntime refuses their map(string, float) output
+
+
+# opset-6 ops with the legacy `broadcast` (+ `axis`) attributes that opset 7 replaced by numpy
+# broadcasting; with broadcast=1 and no `axis`, B is a suffix of A's shape, which numpy
+# broadcasting treats the same way. (Gemm: only C broadcasts, in both opsets.)
+LEGACY_BROADCAST_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Gemm", "PRelu", "Equal", "Greater",
+                        "Less", "And", "Or", "Xor"}
+# other ops whose schema changed between opset 6 and 7 (not converted: refuse)
+CHANGED_IN_OPSET7 = {"AveragePool", "GRU", "LSTM", "RNN", "Upsample"}
+
+
+def opset7_twin(m):
+    """The ai.onnx 7 twin of an opset-6 ModelProto (a converted copy; `m` is unchanged):
+    opset 6 -> 7, legacy `broadcast` attributes dropped (numpy broadcasting), `is_test` dropped
+    (BatchNormalization, Dropout), map-typed graph outputs declared as sequence(map), which is
+    what ZipMap really produces and what onnxruntime accepts. Raises on anything it cannot
+    convert exactly."""
+    import onnx
+    from onnx import helper
+    t = onnx.ModelProto()
+    t.CopyFrom(m)
+    ops = [o for o in t.opset_import if o.domain in ("", "ai.onnx")]
+    if len(ops) != 1 or ops[0].version != 6:
+        raise ValueError("not an ai.onnx opset 6 model: %s" % [(o.domain, o.version) for o in t.opset_import])
+    ops[0].version = 7
+    for n in t.graph.node:
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        if n.op_type in CHANGED_IN_OPSET7:
+            raise ValueError("%s (%s) changed in opset 7; not converted" % (n.name, n.op_type))
+        attrs = {a.name: a for a in n.attribute}
+        drop = []
+        if n.op_type in LEGACY_BROADCAST_OPS and "broadcast" in attrs:
+            if "axis" in attrs:
+                raise ValueError("%s (%s): broadcast with axis is not numpy broadcasting" % (n.name, n.op_type))
+            drop.append("broadcast")
+        if n.op_type in ("BatchNormalization", "Dropout") and "is_test" in attrs:
+            drop.append("is_test")
+        if drop:
+            keep = [a for a in n.attribute if a.name not in drop]
+            del n.attribute[:]
+            n.attribute.extend(keep)
+    for o in t.graph.output:
+        if o.type.HasField("map_type"):
+            seq = helper.make_sequence_type_proto(o.type)
+            o.type.CopyFrom(seq)
+    return t
+
+
+def onnx_refusal(path):
+    """onnxruntime's error (first line, path-free) when it refuses to load `path`; None if it loads."""
+    import onnxruntime as ort
+    try:
+        ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        return str(e).replace(REPO + os.sep, "").splitlines()[0][:300]
+    return None
+
+
+def is_opset6(path):
+    if not path.endswith(".onnx"):
+        return False
+    import onnx
+    m = onnx.load(path)
+    return {o.domain: o.version for o in m.opset_import}.get("", 0) == 6
+
+
+def run_model_opset6(path, images):
+    """Golden entry for an opset-6 model: onnxruntime (which refuses the file) run on its
+    opset-7 twin (opset7_twin), saved with the model's labels.txt in a temporary folder."""
+    import tempfile
+    import onnx
+    err = onnx_refusal(path)
+    if err is None:
+        raise SystemExit("FATAL: %s (opset 6) loads in onnxruntime; expected a refusal" % path)
+    twin = opset7_twin(onnx.load(path))
+    with tempfile.TemporaryDirectory() as td:
+        tp = os.path.join(td, "model.onnx")
+        onnx.save(twin, tp)
+        if os.path.exists(os.path.join(os.path.dirname(path), "labels.txt")):
+            with open(os.path.join(os.path.dirname(path), "labels.txt"), "rb") as f, \
+                    open(os.path.join(td, "labels.txt"), "wb") as g:
+                g.write(f.read())
+        entry = run_model(tp, images)
+    # "loads"/"error" as for the refused legacy fixture: the reference runtime refuses the file
+    entry["loads"] = False
+    entry["error"] = err
+    entry["reference"] = "onnxruntime on the opset-7 twin (onnxruntime refuses map-typed outputs)"
+    return entry
+
+
+# --------------------------------------------------------------------------------------
 # runners
 
 
@@ -426,7 +522,7 @@ def main():
         raise SystemExit("FATAL: no repo models found (run the make_* scripts)")
     for mp in mpaths:
         key = "repo:" + os.path.relpath(mp, REPO)
-        entry = run_model(mp, imgs)
+        entry = run_model_opset6(mp, imgs) if is_opset6(mp) else run_model(mp, imgs)
         models[key] = entry
         for ik, probs in entry["outputs"].items():
             table.append((key, ik, entry["labels"][int(np.argmax(probs))], max(probs), None))

@@ -216,9 +216,13 @@ fn predict(args: &ModelArgs, threshold: f32, json: bool, timings: bool, images: 
     loop {
         let decode_started = Instant::now();
         let Some(frame) = source.next_frame() else { break };
-        let decoded = decode_started.elapsed();
-        let result = frame.and_then(|frame| classifier.classify(&frame.image).map(|c| (frame, c)));
-        let (frame, classification) = match result {
+        let classified = frame.and_then(|frame| {
+            let origin = frame.origin.clone();
+            let image = frame.into_rgb()?;
+            let decoded = decode_started.elapsed();
+            classifier.classify(&image).map(|c| (origin, decoded, c))
+        });
+        let (origin, decoded, classification) = match classified {
             Ok(ok) => ok,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -227,14 +231,14 @@ fn predict(args: &ModelArgs, threshold: f32, json: bool, timings: bool, images: 
             }
         };
         let mut response = PredictionResponse::new(&classifier.labels, &classification.probabilities, &iteration);
-        response.image = Some(frame.origin.clone());
+        response.image = Some(origin.clone());
         let detected: Vec<String> =
             classifier.detected(&classification.probabilities).into_iter().map(|i| classifier.labels[i].clone()).collect();
-        sink.publish(&Outcome { origin: &frame.origin, response: &response, detected: &detected, threshold })?;
+        sink.publish(&Outcome { origin: &origin, response: &response, detected: &detected, threshold })?;
         if timings {
             eprintln!(
                 "{}: decode {:.1} ms, preprocess {:.1} ms, inference {:.1} ms",
-                frame.origin,
+                origin,
                 decoded.as_secs_f64() * 1e3,
                 classification.preprocess.as_secs_f64() * 1e3,
                 classification.inference.as_secs_f64() * 1e3

@@ -79,6 +79,7 @@ own_model_test!(demo_model_matches_reference, "models/demo", "model.onnx");
 own_model_test!(demo_fp16_matches_reference, "models/demo-fp16", "model.onnx");
 own_model_test!(onnx_opset7_zipmap_matches_reference, "models/conformance/onnx-opset7-zipmap", "model.onnx");
 own_model_test!(onnx_opset7_zipmap_nolabels_matches_reference, "models/conformance/onnx-opset7-zipmap-nolabels", "model.onnx");
+own_model_test!(onnx_opset6_map_matches_reference, "models/conformance/onnx-opset6-map", "model.onnx");
 own_model_test!(onnx_opset7_sigmoid_matches_reference, "models/conformance/onnx-opset7-sigmoid", "model.onnx");
 own_model_test!(onnx_current_multilabel_matches_reference, "models/conformance/onnx-current-multilabel", "model.onnx");
 own_model_test!(onnx_current_rgb01_matches_reference, "models/conformance/onnx-current-rgb01", "model.onnx");

@@ -1,15 +1,27 @@
-//! Frame sources. A source yields decoded, upright RGB frames with a sequence number and a
-//! timestamp; `predict` replays files, and the daemon's cameras will implement the same trait.
+//! Frame sources. A source yields frames with a sequence number and a timestamp; pixels stay
+//! encoded (a JPEG from a camera or a file) until a frame is actually classified, so a camera
+//! faster than the engine costs no decoding of the frames that are skipped.
 
-use std::io::Cursor;
-use std::path::{Path, PathBuf};
+mod decode;
+mod file;
+
 use std::time::SystemTime;
 
-use image::{DynamicImage, ImageDecoder, ImageReader};
+pub use decode::decode;
+pub use file::FileSource;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// One decoded frame.
+/// A frame's pixels as the source delivered them.
+#[derive(Debug, Clone)]
+pub enum Pixels {
+    /// An encoded image (JPEG, PNG...), decoded on demand.
+    Encoded(Vec<u8>),
+    /// Already decoded, upright RGB.
+    Rgb(image::RgbImage),
+}
+
+/// One frame.
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// Where it came from (a file path, a camera name), for messages and JSON.
@@ -17,154 +29,22 @@ pub struct Frame {
     /// Monotonic per source.
     pub seq: u64,
     pub time: SystemTime,
-    pub image: image::RgbImage,
+    pub pixels: Pixels,
+}
+
+impl Frame {
+    /// Upright RGB pixels (decoding and applying EXIF orientation if needed).
+    pub fn into_rgb(self) -> Result<image::RgbImage> {
+        match self.pixels {
+            Pixels::Encoded(bytes) => decode(&bytes, &self.origin),
+            Pixels::Rgb(image) => Ok(image),
+        }
+    }
 }
 
 /// The source stage.
-pub trait Source {
-    /// The next frame; `None` when the source is exhausted. A frame that cannot be decoded is an
-    /// `Err` for that frame only: the caller reports it and asks for the next one.
+pub trait Source: Send {
+    /// Blocks until the next frame; `None` when the source has ended (a replay finished, a stream
+    /// closed). A frame that cannot be read is an `Err` for that frame only.
     fn next_frame(&mut self) -> Option<Result<Frame>>;
-}
-
-/// Decodes an encoded image (JPEG, PNG, BMP, GIF, WebP, TIFF), applies its EXIF orientation and
-/// converts it to RGB8: alpha is dropped (as `PIL.Image.convert("RGB")` does), grey is replicated.
-pub fn decode(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
-    let image = if bytes.starts_with(&[0xff, 0xd8]) {
-        decode_jpeg(bytes, origin)?
-    } else {
-        decode_other(bytes, origin)?
-    };
-    if image.width() == 0 || image.height() == 0 {
-        return Err(Error::image(origin, "the image has no pixels", "pass a non-empty image"));
-    }
-    Ok(image)
-}
-
-/// Larger images would need gigabytes on a Pi; no camera frame comes close.
-const MAX_PIXELS: usize = 200_000_000;
-
-fn unreadable(origin: &str, e: &dyn std::fmt::Display) -> Error {
-    Error::image(origin, format!("not a readable image ({e})"), "pass a JPEG, PNG, BMP, GIF, WebP or TIFF file")
-}
-
-/// JPEG through libjpeg-turbo (accurate integer IDCT, fancy upsampling: Pillow's defaults), so the
-/// pixels equal those the export's own Python code sees. CMYK/YCCK JPEGs, which libjpeg-turbo
-/// cannot turn into RGB, go to the pure-Rust decoder. A truncated or damaged JPEG is refused, as
-/// Pillow refuses it: classifying a half-grey frame would publish a confident wrong answer.
-fn decode_jpeg(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
-    let header = turbojpeg::read_header(bytes).map_err(|e| unreadable(origin, &e))?;
-    if header.width.saturating_mul(header.height) > MAX_PIXELS {
-        return Err(Error::image(
-            origin,
-            format!("the image is {}x{}, larger than cvedge decodes ({} megapixels)", header.width, header.height, MAX_PIXELS / 1_000_000),
-            "scale it down first",
-        ));
-    }
-    if matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK) {
-        return decode_other(bytes, origin);
-    }
-    let decoded = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| {
-        Error::image(origin, format!("the JPEG is damaged or truncated ({e})"), "capture or copy the image again")
-    })?;
-    let (width, height, pitch) = (decoded.width, decoded.height, decoded.pitch);
-    let mut pixels = decoded.pixels;
-    if pitch != width * 3 {
-        pixels = pixels.chunks(pitch).flat_map(|row| row[..width * 3].iter().copied()).collect();
-    }
-    let image = image::RgbImage::from_raw(width as u32, height as u32, pixels)
-        .ok_or_else(|| unreadable(origin, &"decoder returned a short buffer"))?;
-    let mut image = DynamicImage::ImageRgb8(image);
-    image.apply_orientation(exif_orientation(bytes));
-    Ok(image.into_rgb8())
-}
-
-/// The EXIF orientation of a JPEG; a missing or broken EXIF block must not cost the picture.
-fn exif_orientation(bytes: &[u8]) -> image::metadata::Orientation {
-    let orientation = exif::Reader::new()
-        .read_from_container(&mut Cursor::new(bytes))
-        .ok()
-        .and_then(|exif| exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)?.value.get_uint(0))
-        .and_then(|v| u8::try_from(v).ok())
-        .and_then(image::metadata::Orientation::from_exif);
-    orientation.unwrap_or(image::metadata::Orientation::NoTransforms)
-}
-
-fn decode_other(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| unreadable(origin, &e))?;
-    if reader.format().is_none() {
-        return Err(unreadable(origin, &"unknown format"));
-    }
-    let mut decoder = reader.into_decoder().map_err(|e| unreadable(origin, &e))?;
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| unreadable(origin, &e))?;
-    image.apply_orientation(orientation);
-    Ok(image.into_rgb8())
-}
-
-/// Replays image files in the given order.
-pub struct FileSource {
-    paths: std::vec::IntoIter<PathBuf>,
-    seq: u64,
-}
-
-impl FileSource {
-    pub fn new(paths: impl IntoIterator<Item = impl AsRef<Path>>) -> FileSource {
-        let paths: Vec<PathBuf> = paths.into_iter().map(|p| p.as_ref().to_path_buf()).collect();
-        FileSource { paths: paths.into_iter(), seq: 0 }
-    }
-}
-
-impl Source for FileSource {
-    fn next_frame(&mut self) -> Option<Result<Frame>> {
-        let path = self.paths.next()?;
-        self.seq += 1;
-        let origin = path.display().to_string();
-        let frame = std::fs::read(&path)
-            .map_err(|e| Error::io(&path, e))
-            .and_then(|bytes| decode(&bytes, &origin))
-            .map(|image| Frame { origin, seq: self.seq, time: SystemTime::now(), image });
-        Some(frame)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn encode(img: &DynamicImage, format: image::ImageFormat) -> Vec<u8> {
-        let mut bytes = Cursor::new(vec![]);
-        img.write_to(&mut bytes, format).unwrap();
-        bytes.into_inner()
-    }
-
-    #[test]
-    fn alpha_is_dropped_and_grey_replicated() {
-        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(3, 2, image::Rgba([10, 20, 30, 0])));
-        let out = decode(&encode(&rgba, image::ImageFormat::Png), "a.png").unwrap();
-        assert_eq!(out.get_pixel(0, 0).0, [10, 20, 30]);
-        let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(3, 2, image::Luma([77])));
-        let out = decode(&encode(&grey, image::ImageFormat::Png), "g.png").unwrap();
-        assert_eq!(out.get_pixel(2, 1).0, [77, 77, 77]);
-    }
-
-    #[test]
-    fn garbage_and_truncation_are_errors_not_panics() {
-        let err = decode(b"this is not an image", "x.jpg").unwrap_err().to_string();
-        assert!(err.contains("x.jpg") && err.contains("not a readable image"), "{err}");
-        let png = encode(&DynamicImage::ImageRgb8(image::RgbImage::new(64, 64)), image::ImageFormat::Png);
-        assert!(decode(&png[..png.len() / 2], "half.png").is_err());
-    }
-
-    #[test]
-    fn file_source_reports_missing_files_and_continues() {
-        let dir = tempfile::tempdir().unwrap();
-        let good = dir.path().join("good.png");
-        std::fs::write(&good, encode(&DynamicImage::ImageRgb8(image::RgbImage::new(2, 2)), image::ImageFormat::Png)).unwrap();
-        let mut source = FileSource::new([dir.path().join("missing.png"), good]);
-        assert!(source.next_frame().unwrap().is_err());
-        let frame = source.next_frame().unwrap().unwrap();
-        assert_eq!(frame.seq, 2);
-        assert!(source.next_frame().is_none());
-    }
 }
