@@ -26,6 +26,18 @@ pub enum Error {
     #[error("{origin}: {problem}; {fix}")]
     Image { origin: String, problem: String, fix: String },
 
+    /// A bad configuration value: names the key, what is wrong and the fix.
+    #[error("config: {key}: {problem}; {fix}")]
+    Config { key: String, problem: String, fix: String },
+
+    /// The daemon's own files (sequence counters, outbox).
+    #[error("{}: {problem}; {fix}", path.display())]
+    State { path: PathBuf, problem: String, fix: String },
+
+    /// A frame source (camera, stream, ffmpeg, replay) that cannot be opened or stopped delivering.
+    #[error("{origin}: {problem}; {fix}")]
+    Source { origin: String, problem: String, fix: String },
+
     #[error("inference failed: {0}; this is a bug or an unsupported model, please report it with `cvedge inspect` output")]
     Inference(String),
 
@@ -44,6 +56,14 @@ impl Error {
 
     pub(crate) fn model(path: impl Into<PathBuf>, problem: impl Into<String>, fix: impl Into<String>) -> Error {
         Error::Model { path: path.into(), problem: problem.into(), fix: fix.into() }
+    }
+
+    pub(crate) fn config(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Error {
+        Error::Config { key: key.into(), problem: problem.into(), fix: fix.into() }
+    }
+
+    pub(crate) fn capture(origin: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Error {
+        Error::Source { origin: origin.into(), problem: problem.into(), fix: fix.into() }
     }
 
     pub(crate) fn image(origin: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Error {

@@ -25,8 +25,11 @@
 //! [`prediction`] holds the cloud's prediction JSON.
 
 pub mod classifier;
+pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod error;
+mod fsutil;
 pub mod head;
 pub mod package;
 pub mod prediction;

@@ -9,6 +9,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use cvedge::classifier::{Classifier, Kind, LoadOptions};
+use cvedge::config::Config;
+use cvedge::daemon::Daemon;
 use cvedge::engine::EngineOptions;
 use cvedge::prediction::PredictionResponse;
 use cvedge::preprocess::{ColorOrder, Recipe, ValueRange};
@@ -58,6 +60,35 @@ enum RangeArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: classify camera frames in real time and publish over MQTT. With no options it
+    /// runs the embedded default (bundled model, bundled photos, broker on localhost, printed).
+    Run {
+        /// TOML configuration file (see the README); flags below override its values.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Export to load (instead of the configuration's).
+        #[arg(long, short)]
+        model: Option<PathBuf>,
+        /// Camera source, repeatable: `[NAME=]v4l:/dev/video0`, `mjpeg:http://...`,
+        /// `ffmpeg:rtsp://...`, `file:DIR_OR_GLOB`, `synthetic`.
+        #[arg(long)]
+        source: Vec<String>,
+        /// Broker, `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// Device id used in topics.
+        #[arg(long)]
+        device: Option<String>,
+        /// Minimum seconds between classifications per camera.
+        #[arg(long)]
+        interval: Option<f32>,
+        /// Where sequence counters and the MQTT outbox are kept.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Also print every prediction as a JSON line.
+        #[arg(long)]
+        print: bool,
+    },
     /// Describe an export: format, input, preprocessing, tags, output semantics.
     Inspect {
         #[command(flatten)]
@@ -111,6 +142,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect { model, json } => inspect(&model, json),
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),
+        Command::Run { config, model, source, mqtt, device, interval, state_dir, print } => {
+            let flags = RunFlags { model, source, mqtt, device, interval, state_dir, print };
+            run(config, flags)
+        }
     };
     match result {
         Ok(code) => code,
@@ -208,8 +243,8 @@ fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 fn predict(args: &ModelArgs, threshold: f32, json: bool, timings: bool, images: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let classifier = load(args, Some(threshold))?;
-    let stdout = std::io::stdout().lock();
-    let mut sink: Box<dyn Sink> = if json { Box::new(JsonLines(stdout)) } else { Box::new(Table(stdout)) };
+    let stdout = std::io::stdout();
+    let sink: Box<dyn Sink> = if json { Box::new(JsonLines::new(stdout)) } else { Box::new(Table::new(stdout)) };
     let iteration = classifier.package.iteration_id().unwrap_or_default().to_owned();
     let mut source = FileSource::new(expand(images));
     let mut failures = 0;
@@ -234,7 +269,7 @@ fn predict(args: &ModelArgs, threshold: f32, json: bool, timings: bool, images: 
         response.image = Some(origin.clone());
         let detected: Vec<String> =
             classifier.detected(&classification.probabilities).into_iter().map(|i| classifier.labels[i].clone()).collect();
-        sink.publish(&Outcome { origin: &origin, response: &response, detected: &detected, threshold })?;
+        sink.publish(&Outcome { camera: None, origin: &origin, response: &response, detected: &detected, threshold })?;
         if timings {
             eprintln!(
                 "{}: decode {:.1} ms, preprocess {:.1} ms, inference {:.1} ms",
@@ -246,4 +281,77 @@ fn predict(args: &ModelArgs, threshold: f32, json: bool, timings: bool, images: 
         }
     }
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+struct RunFlags {
+    model: Option<PathBuf>,
+    source: Vec<String>,
+    mqtt: Option<String>,
+    device: Option<String>,
+    interval: Option<f32>,
+    state_dir: Option<PathBuf>,
+    print: bool,
+}
+
+/// The configuration `run` uses: the file's (or the embedded default's when there is neither a
+/// file nor a model), with flags applied on top, validated once.
+fn run_config(path: Option<&Path>, flags: RunFlags) -> anyhow::Result<Config> {
+    let mut table: toml::Table = match (path, &flags.model) {
+        (Some(path), _) => {
+            Config::load(path)?; // validate the file as written, so errors point at its lines
+            toml::from_str(&std::fs::read_to_string(path)?)?
+        }
+        (None, None) if flags.source.is_empty() => toml::from_str(Config::embedded_default_text())?,
+        (None, _) => toml::Table::new(),
+    };
+    let mut set = |key: &str, value: toml::Value| {
+        table.insert(key.to_owned(), value);
+    };
+    if let Some(model) = &flags.model {
+        set("model", toml::Value::String(model.display().to_string()));
+    }
+    if let Some(device) = &flags.device {
+        set("device", toml::Value::String(device.clone()));
+    }
+    if let Some(dir) = &flags.state_dir {
+        set("state_dir", toml::Value::String(dir.display().to_string()));
+    }
+    if flags.print {
+        set("print", toml::Value::Boolean(true));
+    }
+    if !flags.source.is_empty() {
+        let cameras = flags.source.iter().enumerate().map(|(i, spec)| {
+            // `NAME=spec`, unless the `=` belongs to the spec (a URL query, ffmpeg options).
+            let (name, spec) = match spec.split_once('=') {
+                Some((name, rest)) if !name.contains(':') => (name.to_owned(), rest.to_owned()),
+                _ => (format!("cam{i}"), spec.clone()),
+            };
+            let mut camera = toml::Table::new();
+            camera.insert("name".into(), toml::Value::String(name));
+            camera.insert("source".into(), toml::Value::String(spec));
+            toml::Value::Table(camera)
+        });
+        table.insert("camera".into(), toml::Value::Array(cameras.collect()));
+    }
+    if let Some(interval) = flags.interval {
+        if let Some(toml::Value::Array(cameras)) = table.get_mut("camera") {
+            for camera in cameras.iter_mut().filter_map(toml::Value::as_table_mut) {
+                camera.insert("interval_s".into(), toml::Value::Float(interval as f64));
+            }
+        }
+    }
+    if let Some(url) = &flags.mqtt {
+        let mqtt = table.entry("mqtt").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(mqtt) = mqtt.as_table_mut() {
+            mqtt.insert("url".into(), toml::Value::String(url.clone()));
+        }
+    }
+    Ok(Config::from_table(table, "command line")?)
+}
+
+fn run(path: Option<PathBuf>, flags: RunFlags) -> anyhow::Result<ExitCode> {
+    let config = run_config(path.as_deref(), flags)?;
+    let daemon = Daemon::start(config, path)?;
+    daemon.run_until_signalled()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,7 @@
 //! The cloud's prediction JSON: `{"id","project","iteration","created","predictions":[...]}`.
 
+use std::time::SystemTime;
+
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -23,6 +25,16 @@ pub struct PredictionResponse {
     /// The classified file (`predict` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The daemon's fields: which camera, its never-reused sequence number, when the frame was
+    /// captured, and capture-to-publish latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 impl PredictionResponse {
@@ -39,17 +51,21 @@ impl PredictionResponse {
             id: uuid::Uuid::new_v4().to_string(),
             project: String::new(),
             iteration: iteration.to_owned(),
-            created: now_utc(),
+            created: utc(SystemTime::now()),
             predictions,
             image: None,
+            camera: None,
+            seq: None,
+            frame_time: None,
+            latency_ms: None,
         }
     }
 }
 
 /// ISO 8601 UTC with a `Z`, as the cloud writes it.
-fn now_utc() -> String {
+pub fn utc(at: SystemTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
+    time::OffsetDateTime::from(at).format(&format).unwrap_or_default()
 }
 
 #[cfg(test)]

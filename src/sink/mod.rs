@@ -1,12 +1,18 @@
-//! Sinks: where classified frames go. `predict` prints JSON lines or a table; the daemon will add
-//! MQTT behind the same trait.
+//! Sinks: where classified frames go. `predict` prints JSON lines or a table; the daemon adds
+//! MQTT ([`mqtt`]) behind the same trait. Sinks are shared by every camera's worker, so they
+//! take `&self` and lock what they must.
+
+pub mod mqtt;
 
 use std::io::Write;
+use std::sync::Mutex;
 
 use crate::prediction::PredictionResponse;
 
 /// One classified frame as sinks see it.
 pub struct Outcome<'a> {
+    /// The daemon's camera name (`None` for `predict`).
+    pub camera: Option<&'a str>,
     pub origin: &'a str,
     pub response: &'a PredictionResponse,
     /// Tag names at or above the threshold (one at most for multiclass).
@@ -15,34 +21,60 @@ pub struct Outcome<'a> {
 }
 
 /// The sink stage.
-pub trait Sink {
-    fn publish(&mut self, outcome: &Outcome<'_>) -> std::io::Result<()>;
+pub trait Sink: Send + Sync {
+    fn publish(&self, outcome: &Outcome<'_>) -> std::io::Result<()>;
+
+    /// A camera's smoothed state changed (JSON document, see `daemon::state_message`).
+    fn state(&self, _camera: &str, _state: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// A camera started or stopped delivering frames.
+    fn camera_status(&self, _camera: &str, _online: bool) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One cloud-format JSON object per line.
-pub struct JsonLines<W: Write>(pub W);
+pub struct JsonLines<W: Write + Send>(pub Mutex<W>);
 
-impl<W: Write> Sink for JsonLines<W> {
-    fn publish(&mut self, outcome: &Outcome<'_>) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.0, outcome.response)?;
-        self.0.write_all(b"\n")?;
-        self.0.flush()
+impl<W: Write + Send> JsonLines<W> {
+    pub fn new(writer: W) -> Self {
+        JsonLines(Mutex::new(writer))
+    }
+}
+
+impl<W: Write + Send> Sink for JsonLines<W> {
+    fn publish(&self, outcome: &Outcome<'_>) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(outcome.response)?;
+        line.push(b'\n');
+        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        out.write_all(&line)?;
+        out.flush()
     }
 }
 
 /// A readable block per image: every tag with its probability, detected ones marked.
-pub struct Table<W: Write>(pub W);
+pub struct Table<W: Write + Send>(pub Mutex<W>);
 
-impl<W: Write> Sink for Table<W> {
-    fn publish(&mut self, outcome: &Outcome<'_>) -> std::io::Result<()> {
-        writeln!(self.0, "{}", outcome.origin)?;
+impl<W: Write + Send> Table<W> {
+    pub fn new(writer: W) -> Self {
+        Table(Mutex::new(writer))
+    }
+}
+
+impl<W: Write + Send> Sink for Table<W> {
+    fn publish(&self, outcome: &Outcome<'_>) -> std::io::Result<()> {
+        let mut text = format!("{}\n", outcome.origin);
         for p in &outcome.response.predictions {
             let mark = if outcome.detected.contains(&p.tag_name) { "*" } else { " " };
-            writeln!(self.0, "  {mark} {:>8.4}%  {}", p.probability * 100.0, p.tag_name)?;
+            text += &format!("  {mark} {:>8.4}%  {}\n", p.probability * 100.0, p.tag_name);
         }
         if outcome.detected.is_empty() {
-            writeln!(self.0, "    (no tag at or above {:.0}%)", outcome.threshold * 100.0)?;
+            text += &format!("    (no tag at or above {:.0}%)\n", outcome.threshold * 100.0);
         }
-        self.0.flush()
+        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        out.write_all(text.as_bytes())?;
+        out.flush()
     }
 }

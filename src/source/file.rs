@@ -3,25 +3,77 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::pace::Pacer;
 use super::{Frame, Pixels, Source};
 use crate::error::{Error, Result};
 
-/// Replays image files in the given order.
+/// Extensions a `file:` folder is searched for.
+const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
+
+/// Replays image files in the given order, optionally forever and at a frame rate.
 pub struct FileSource {
-    paths: std::vec::IntoIter<PathBuf>,
+    paths: Vec<PathBuf>,
+    next: usize,
+    looping: bool,
+    pacer: Pacer,
     seq: u64,
 }
 
 impl FileSource {
     pub fn new(paths: impl IntoIterator<Item = impl AsRef<Path>>) -> FileSource {
-        let paths: Vec<PathBuf> = paths.into_iter().map(|p| p.as_ref().to_path_buf()).collect();
-        FileSource { paths: paths.into_iter(), seq: 0 }
+        let paths = paths.into_iter().map(|p| p.as_ref().to_path_buf()).collect();
+        FileSource { paths, next: 0, looping: false, pacer: Pacer::new(None), seq: 0 }
     }
+
+    /// Starts again from the first file after the last.
+    pub fn looping(mut self, looping: bool) -> FileSource {
+        self.looping = looping;
+        self
+    }
+
+    /// Delivers at most `fps` frames per second.
+    pub fn paced(mut self, fps: Option<f32>) -> FileSource {
+        self.pacer = Pacer::new(fps);
+        self
+    }
+
+    /// The files a `file:` spec names: a file, the images in a folder, or a glob's matches
+    /// (sorted by name, so a numbered sequence replays in order).
+    pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
+        let origin = format!("file:{pattern}");
+        let path = Path::new(pattern);
+        let mut paths: Vec<PathBuf> = if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+            entries.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.is_file() && is_image(p)).collect()
+        } else if pattern.contains(['*', '?', '[']) {
+            let matches = glob::glob(pattern).map_err(|e| Error::capture(&origin, format!("not a valid glob ({e})"), "write e.g. file:/images/*.jpg"))?;
+            matches.filter_map(|m| m.ok()).filter(|p| p.is_file()).collect()
+        } else {
+            vec![path.to_path_buf()]
+        };
+        paths.sort();
+        if paths.is_empty() {
+            return Err(Error::capture(origin, "no image files match", "check the path; folders are searched for .jpg, .png, .bmp, .gif, .webp and .tif files"));
+        }
+        if paths.len() == 1 && !paths[0].exists() {
+            return Err(Error::capture(origin, "the file does not exist", "check the path"));
+        }
+        Ok(paths)
+    }
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 impl Source for FileSource {
     fn next_frame(&mut self) -> Option<Result<Frame>> {
-        let path = self.paths.next()?;
+        if self.next == self.paths.len() && self.looping {
+            self.next = 0;
+        }
+        let path = self.paths.get(self.next)?.clone();
+        self.next += 1;
+        self.pacer.wait();
         self.seq += 1;
         let origin = path.display().to_string();
         let frame = std::fs::read(&path)
@@ -46,5 +98,26 @@ mod tests {
         assert_eq!(frame.seq, 2);
         assert!(matches!(frame.pixels, Pixels::Encoded(ref b) if b.starts_with(b"any bytes")));
         assert!(source.next_frame().is_none());
+    }
+
+    #[test]
+    fn folders_globs_looping_and_pacing() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.jpg", "a.PNG", "notes.txt"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let folder = FileSource::expand(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(folder, [dir.path().join("a.PNG"), dir.path().join("b.jpg")]);
+        let glob = FileSource::expand(&format!("{}/*.jpg", dir.path().display())).unwrap();
+        assert_eq!(glob, [dir.path().join("b.jpg")]);
+        let err = FileSource::expand(&format!("{}/*.webp", dir.path().display())).unwrap_err().to_string();
+        assert!(err.contains("no image files match"), "{err}");
+
+        let start = std::time::Instant::now();
+        let mut source = FileSource::new(folder).looping(true).paced(Some(50.0));
+        let origins: Vec<String> = (0..5).map(|_| source.next_frame().unwrap().unwrap().origin).collect();
+        assert!(origins[0].ends_with("a.PNG") && origins[2].ends_with("a.PNG") && origins[4].ends_with("a.PNG"), "{origins:?}");
+        // Five frames at 50 fps: four intervals of 20 ms.
+        assert!(start.elapsed() >= std::time::Duration::from_millis(75), "{:?}", start.elapsed());
     }
 }

@@ -2,15 +2,54 @@
 //! encoded (a JPEG from a camera or a file) until a frame is actually classified, so a camera
 //! faster than the engine costs no decoding of the frames that are skipped.
 
+//!
+//! [`open`] turns a [`SourceSpec`] (`v4l:`, `mjpeg:`, `ffmpeg:`, `file:`, `synthetic`; grammar in
+//! `spec.rs`) into a source. Opening is separate from reading so that the daemon can reopen a
+//! source that ended (a stream closed, ffmpeg died, a camera was unplugged) with backoff. Every
+//! live source reports a stream failure as one `Err` and then ends.
+
 mod decode;
+mod ffmpeg;
 mod file;
+mod http;
+mod jpeg_stream;
+mod mjpeg;
+mod multipart;
+mod pace;
+mod spec;
+mod synthetic;
+mod v4l;
 
 use std::time::SystemTime;
 
 pub use decode::decode;
+pub use ffmpeg::FfmpegSource;
 pub use file::FileSource;
+pub use mjpeg::MjpegSource;
+pub use spec::{SourceOptions, SourceSpec};
+pub use synthetic::SyntheticSource;
+pub use v4l::{list_v4l_devices, pixels as v4l_pixels, V4lSource};
 
 use crate::error::Result;
+
+/// No camera frame comes near this; garbage announcing more must not exhaust a Pi's memory.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Opens the source a spec names (connects, starts ffmpeg, lists the files).
+pub fn open(spec: &SourceSpec, options: &SourceOptions) -> Result<Box<dyn Source>> {
+    Ok(match spec {
+        SourceSpec::V4l { device } => Box::new(V4lSource::open(device, options)?),
+        SourceSpec::Mjpeg { url } => Box::new(MjpegSource::open(url, options)?),
+        SourceSpec::Ffmpeg { input } => Box::new(FfmpegSource::open(input, options)?),
+        SourceSpec::File { pattern } => {
+            Box::new(FileSource::new(FileSource::expand(pattern)?).looping(options.loop_files).paced(options.fps))
+        }
+        SourceSpec::Synthetic { size, fps } => {
+            let (width, height) = size.or(options.width.zip(options.height)).unwrap_or((640, 480));
+            Box::new(SyntheticSource::new(width, height, fps.or(options.fps).unwrap_or(10.0)))
+        }
+    })
+}
 
 /// A frame's pixels as the source delivered them.
 #[derive(Debug, Clone)]
@@ -42,8 +81,9 @@ impl Frame {
     }
 }
 
-/// The source stage.
-pub trait Source: Send {
+/// The source stage. Not `Send`: some camera backends must stay on the thread that opened them,
+/// so the daemon opens each source inside its capture thread.
+pub trait Source {
     /// Blocks until the next frame; `None` when the source has ended (a replay finished, a stream
     /// closed). A frame that cannot be read is an `Err` for that frame only.
     fn next_frame(&mut self) -> Option<Result<Frame>>;

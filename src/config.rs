@@ -1,0 +1,286 @@
+//! The daemon's configuration: one TOML file (or command-line flags, or the embedded default),
+//! turned once into a validated [`Config`]. Unknown keys are errors, and every error names the
+//! key and the fix. Secrets can come from the environment: `password = "${MQTT_PASSWORD}"`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::source::SourceSpec;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Export zip, folder or model file (or a trained iteration, later).
+    pub model: PathBuf,
+    /// Identifies this device in topics; default: the host name.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Per-tag probability threshold (0..1).
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// Consecutive results needed before a tag becomes a camera's state.
+    #[serde(default = "default_consecutive")]
+    pub consecutive: u32,
+    /// Sequence counters and the MQTT outbox live here.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Print every prediction as a JSON line on stdout too.
+    #[serde(default)]
+    pub print: bool,
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+    #[serde(default = "default_qos")]
+    pub qos_predictions: u8,
+    #[serde(default = "default_qos")]
+    pub qos_state: u8,
+    #[serde(default = "default_qos")]
+    pub qos_status: u8,
+    /// Bounded on-disk outbox for predictions: oldest dropped (and counted) beyond this.
+    #[serde(default = "default_outbox")]
+    pub outbox_capacity: usize,
+    /// Home Assistant discovery prefix; empty turns discovery off.
+    #[serde(default = "default_discovery")]
+    pub discovery_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Topic-safe name (`door`, `kitchen-1`).
+    pub name: String,
+    /// `v4l:/dev/video0`, `mjpeg:http://...`, `ffmpeg:rtsp://...`, `file:images/*.jpg`, `synthetic`.
+    pub source: String,
+    /// Classify at most once per this many seconds (0: as fast as the engine goes).
+    #[serde(default)]
+    pub interval_s: f32,
+    /// Region of interest `[x, y, width, height]` in source pixels, cropped before preprocessing.
+    #[serde(default)]
+    pub roi: Option<[u32; 4]>,
+    /// Overrides the device-wide threshold.
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+    #[serde(default)]
+    pub fps: Option<f32>,
+    /// Replay `file:` sources forever.
+    #[serde(default = "default_true")]
+    pub loop_files: bool,
+}
+
+fn default_device() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "cvedge".to_owned())
+}
+fn default_threshold() -> f32 {
+    crate::classifier::DEFAULT_THRESHOLD
+}
+fn default_consecutive() -> u32 {
+    3
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("cvedge-state")
+}
+fn default_prefix() -> String {
+    "cvedge".to_owned()
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_qos() -> u8 {
+    1
+}
+fn default_outbox() -> usize {
+    10_000
+}
+fn default_discovery() -> String {
+    "homeassistant".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Config {
+    /// Parses and validates a TOML document (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|s| format!("{origin} line {}", line_of(text, s.start))).unwrap_or_else(|| origin.to_owned());
+            Error::config(key, e.message().to_owned(), "fix the value; see the README's configuration section for every key")
+        })?;
+        config.validated()
+    }
+
+    /// Builds a configuration from an already-parsed table (command-line flags), validated the same.
+    pub fn from_table(table: toml::Table, origin: &str) -> Result<Config> {
+        let config = Config::deserialize(table)
+            .map_err(|e| Error::config(origin, e.message().to_owned(), "check the command-line flags"))?;
+        config.validated()
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// What `cvedge run` does with no configuration: the bundled model on the bundled sample
+    /// photos, published to a broker on localhost and printed.
+    pub fn embedded_default() -> Config {
+        Config::parse(Config::embedded_default_text(), "embedded default").expect("the embedded default is valid")
+    }
+
+    pub fn embedded_default_text() -> &'static str {
+        include_str!("default.toml")
+    }
+
+    fn validated(mut self) -> Result<Config> {
+        check_topic_safe("device", &self.device)?;
+        check_probability("threshold", self.threshold)?;
+        if self.consecutive == 0 {
+            return Err(Error::config("consecutive", "must be at least 1", "use 1 to publish every change at once, 3 to smooth"));
+        }
+        if self.cameras.is_empty() {
+            return Err(Error::config("camera", "no camera is configured", "add a [[camera]] table with a name and a source"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, camera) in self.cameras.iter().enumerate() {
+            let key = |k: &str| format!("camera[{i}].{k}");
+            check_topic_safe(&key("name"), &camera.name)?;
+            if !names.insert(camera.name.clone()) {
+                return Err(Error::config(key("name"), format!("'{}' is used twice", camera.name), "give every camera its own name"));
+            }
+            camera.source.parse::<SourceSpec>().map_err(|e| Error::config(key("source"), e, "see `cvedge run --help` for source specs"))?;
+            if let Some(t) = camera.threshold {
+                check_probability(&key("threshold"), t)?;
+            }
+            if !(camera.interval_s >= 0.0 && camera.interval_s.is_finite()) {
+                return Err(Error::config(key("interval_s"), format!("{} is not a number of seconds", camera.interval_s), "use 0 or more, e.g. 0.5"));
+            }
+            if let Some([_, _, w, h]) = camera.roi {
+                if w == 0 || h == 0 {
+                    return Err(Error::config(key("roi"), "width and height must be positive", "write [x, y, width, height] in source pixels"));
+                }
+            }
+        }
+        if let Some(mqtt) = &mut self.mqtt {
+            check_topic_safe("mqtt.prefix", &mqtt.prefix)?;
+            if mqtt.qos_predictions > 2 || mqtt.qos_state > 2 || mqtt.qos_status > 2 {
+                return Err(Error::config("mqtt.qos_*", "QoS must be 0, 1 or 2", "use 1 for at-least-once delivery"));
+            }
+            if mqtt.outbox_capacity == 0 {
+                return Err(Error::config("mqtt.outbox_capacity", "must be at least 1", "use e.g. 10000"));
+            }
+            mqtt.username = expand_env("mqtt.username", mqtt.username.take())?;
+            mqtt.password = expand_env("mqtt.password", mqtt.password.take())?;
+        }
+        Ok(self)
+    }
+
+    pub fn camera_interval(camera: &CameraConfig) -> Duration {
+        Duration::from_secs_f32(camera.interval_s)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn check_probability(key: &str, value: f32) -> Result<()> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::config(key, format!("{value} is not a probability"), "use a value from 0 to 1, e.g. 0.5"))
+    }
+}
+
+/// MQTT topic levels must not contain wildcards or separators.
+fn check_topic_safe(key: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.contains(['/', '+', '#']) || value.chars().any(char::is_whitespace) {
+        return Err(Error::config(key, format!("'{value}' cannot be an MQTT topic level"), "use letters, digits, '-' and '_' only"));
+    }
+    Ok(())
+}
+
+/// `${NAME}` takes the value of environment variable NAME, so secrets stay out of the file.
+fn expand_env(key: &str, value: Option<String>) -> Result<Option<String>> {
+    let Some(value) = value else { return Ok(None) };
+    let Some(name) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else { return Ok(Some(value)) };
+    std::env::var(name)
+        .map(Some)
+        .map_err(|_| Error::config(key, format!("environment variable {name} is not set"), format!("export {name}=... before starting cvedge")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "model = \"models/demo\"\n[[camera]]\nname = \"door\"\nsource = \"synthetic\"\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MINIMAL, "t").unwrap();
+        assert_eq!(c.threshold, 0.5);
+        assert_eq!(c.consecutive, 3);
+        assert!(c.mqtt.is_none());
+        assert!(c.cameras[0].loop_files);
+        Config::embedded_default();
+    }
+
+    macro_rules! rejects {
+        ($name:ident, $toml:expr, $($fragment:expr),+) => {
+            #[test]
+            fn $name() {
+                let err = Config::parse($toml, "t.toml").unwrap_err().to_string();
+                $(assert!(err.contains($fragment), "{err:?} lacks {:?}", $fragment);)+
+            }
+        };
+    }
+
+    rejects!(unknown_key, &format!("{MINIMAL}colour = 1\n"), "unknown field `colour`", "line");
+    rejects!(bad_threshold, &format!("threshold = 2.0\n{MINIMAL}"), "threshold", "not a probability");
+    rejects!(no_camera, "model = \"m\"\n", "camera", "add a [[camera]]");
+    rejects!(duplicate_camera, &format!("{MINIMAL}[[camera]]\nname = \"door\"\nsource = \"synthetic\"\n"), "camera[1].name", "used twice");
+    rejects!(wildcard_name, "model = \"m\"\n[[camera]]\nname = \"a/b\"\nsource = \"synthetic\"\n", "camera[0].name", "MQTT topic level");
+    rejects!(bad_source, "model = \"m\"\n[[camera]]\nname = \"a\"\nsource = \"carrier-pigeon\"\n", "camera[0].source");
+    rejects!(missing_secret, &format!("{MINIMAL}[mqtt]\nurl = \"mqtt://h\"\npassword = \"${{CVEDGE_TEST_UNSET_SECRET}}\"\n"), "mqtt.password", "CVEDGE_TEST_UNSET_SECRET");
+    rejects!(garbage, "\u{0}\u{1}[[[ not toml", "config");
+
+    #[test]
+    fn secrets_come_from_the_environment() {
+        std::env::set_var("CVEDGE_TEST_SECRET", "hunter2");
+        let c = Config::parse(&format!("{MINIMAL}[mqtt]\nurl = \"mqtt://h\"\npassword = \"${{CVEDGE_TEST_SECRET}}\"\n"), "t").unwrap();
+        assert_eq!(c.mqtt.unwrap().password.as_deref(), Some("hunter2"));
+    }
+}

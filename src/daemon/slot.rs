@@ -1,0 +1,109 @@
+//! Latest frame wins: a one-frame mailbox between a camera and its classifier. A frame that
+//! arrives while the previous one is still waiting replaces it (and is counted as skipped), so
+//! inference never works through a backlog and memory never grows with a fast camera.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::source::Frame;
+
+#[derive(Default)]
+struct Inner {
+    frame: Option<Frame>,
+    skipped: u64,
+    closed: bool,
+}
+
+#[derive(Default)]
+pub struct LatestFrame {
+    inner: Mutex<Inner>,
+    ready: Condvar,
+}
+
+/// What [`LatestFrame::take`] found.
+#[derive(Debug)]
+pub enum Taken {
+    Frame(Frame),
+    /// Nothing arrived within the timeout.
+    Empty,
+    /// The slot was closed (shutdown).
+    Closed,
+}
+
+impl LatestFrame {
+    /// Offers a frame, replacing any frame not yet taken.
+    pub fn put(&self, frame: Frame) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.frame.replace(frame).is_some() {
+            inner.skipped += 1;
+        }
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `timeout` for a frame.
+    pub fn take(&self, timeout: Duration) -> Taken {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut inner, _) = self
+            .ready
+            .wait_timeout_while(inner, timeout, |i| i.frame.is_none() && !i.closed)
+            .unwrap_or_else(|e| e.into_inner());
+        if inner.closed {
+            return Taken::Closed;
+        }
+        inner.frame.take().map_or(Taken::Empty, Taken::Frame)
+    }
+
+    /// Frames replaced before they were classified, since the start.
+    pub fn skipped(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).skipped
+    }
+
+    /// Wakes every waiter with [`Taken::Closed`].
+    pub fn close(&self) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.ready.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Pixels;
+    use std::sync::Arc;
+    use std::time::{Instant, SystemTime};
+
+    fn frame(seq: u64) -> Frame {
+        Frame { origin: "test".into(), seq, time: SystemTime::now(), pixels: Pixels::Encoded(vec![]) }
+    }
+
+    #[test]
+    fn newer_frames_replace_older_ones_and_are_counted() {
+        let slot = LatestFrame::default();
+        for seq in 1..=5 {
+            slot.put(frame(seq));
+        }
+        match slot.take(Duration::ZERO) {
+            Taken::Frame(f) => assert_eq!(f.seq, 5),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(slot.skipped(), 4);
+        assert!(matches!(slot.take(Duration::from_millis(10)), Taken::Empty));
+    }
+
+    #[test]
+    fn close_wakes_a_waiting_taker() {
+        let slot = Arc::new(LatestFrame::default());
+        let waiter = {
+            let slot = slot.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                (matches!(slot.take(Duration::from_secs(30)), Taken::Closed), started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        slot.close();
+        let (closed, waited) = waiter.join().unwrap();
+        assert!(closed);
+        assert!(waited < Duration::from_secs(10));
+    }
+}
