@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The README's two set-up commands, runnable on a fresh Debian / Ubuntu / Raspberry Pi OS machine
 # that has Rust (rustup) but nothing else:
-#   scripts/dev.sh demo   classify the bundled sample photos with the bundled model
+#   scripts/dev.sh demo   the daemon's embedded default: the bundled model classifies the bundled
+#                         photos, printing each prediction and publishing it to a local mosquitto
 #   scripts/dev.sh test   run the test suite
-# Both first install the system packages the build needs (C compiler; cmake and nasm build
-# libjpeg-turbo, the JPEG decoder the cloud's Python code uses) when they are missing.
+# Both first install what is missing: the C toolchain, cmake and nasm (they build libjpeg-turbo,
+# the JPEG decoder the cloud's Python code uses), mosquitto and ffmpeg (real broker and camera
+# streams for the tests), clang (bindings for V4L2 cameras).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(build-essential pkg-config cmake nasm)
+PACKAGES=(build-essential pkg-config cmake nasm clang libclang-dev mosquitto mosquitto-clients ffmpeg)
 
 install_system_packages() {
   local missing=()
@@ -16,6 +18,10 @@ install_system_packages() {
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   command -v cmake >/dev/null || missing+=(cmake)
   command -v nasm >/dev/null || missing+=(nasm)
+  command -v clang >/dev/null || missing+=(clang libclang-dev)
+  command -v mosquitto >/dev/null || missing+=(mosquitto)
+  command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+  command -v ffmpeg >/dev/null || missing+=(ffmpeg)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -31,7 +37,18 @@ install_system_packages() {
 case "${1:-}" in
   demo)
     install_system_packages
-    cargo run --release -- predict --model models/demo models/samples
+    cargo build --release
+    # A broker on localhost:1883 unless one is there already (watch it with
+    # `mosquitto_sub -t 'cvedge/#' -v`); stopped again when the demo ends.
+    if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+      printf 'listener 1883 127.0.0.1\nallow_anonymous true\n' > "${TMPDIR:-/tmp}/cvedge-demo-mosquitto.conf"
+      mosquitto -c "${TMPDIR:-/tmp}/cvedge-demo-mosquitto.conf" &
+      broker=$!
+      trap 'kill $broker 2>/dev/null' EXIT
+      sleep 0.5
+    fi
+    echo "cvedge run: predictions below and on mqtt://127.0.0.1:1883 (cvedge/#); Ctrl-C stops" >&2
+    target/release/cvedge run
     ;;
   test)
     install_system_packages

@@ -278,6 +278,13 @@ mod tests {
     rejects!(garbage, "\u{0}\u{1}[[[ not toml", "config");
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let c = Config::parse(include_str!("../cross/cvedge.toml"), "cross/cvedge.toml").unwrap();
+        assert_eq!(c.cameras[0].source, "v4l:/dev/video0");
+        assert_eq!(c.mqtt.unwrap().discovery_prefix, "homeassistant");
+    }
+
+    #[test]
     fn secrets_come_from_the_environment() {
         std::env::set_var("CVEDGE_TEST_SECRET", "hunter2");
         let c = Config::parse(&format!("{MINIMAL}[mqtt]\nurl = \"mqtt://h\"\npassword = \"${{CVEDGE_TEST_SECRET}}\"\n"), "t").unwrap();

@@ -139,3 +139,14 @@ fn folders_of_images_are_expanded() {
     assert_eq!(run.stdout.lines().count(), 5);
     assert!(Path::new(&repo().join("models/samples/LICENSES.txt")).exists(), "non-images are skipped");
 }
+
+#[test]
+fn run_refuses_a_garbage_config_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "model = \"models/demo\"\n[[camera]]\nname = \"door\"\nsource = \"synthetic\"\nintervall_s = 2\n").unwrap();
+    assert_fails(&["run", "--config", path.to_str().unwrap()], &["config:", "line 5", "unknown field `intervall_s`"]);
+    std::fs::write(&path, "\u{1}\u{2} not toml [[[").unwrap();
+    assert_fails(&["run", "--config", path.to_str().unwrap()], &["config:"]);
+    assert_fails(&["run", "--model", "models/demo", "--source", "door=pigeon:coo"], &["camera[0].source"]);
+}

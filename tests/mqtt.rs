@@ -53,12 +53,22 @@ fn predictions_state_and_status_arrive_on_their_topics() {
     assert_eq!((p.text().as_str(), p.retain), (r#"{"seq":1}"#, false));
     assert_eq!(text(sub.wait_topic("cvedge/pi1/door/state", WAIT)).as_deref(), Some(r#"{"state":"cat"}"#));
     assert_eq!(text(sub.wait_topic("cvedge/pi1/door/status", WAIT)).as_deref(), Some("online"));
-    assert!(wait_until(WAIT, || publisher.stats().delivered == 1 && publisher.stats().outbox_depth == 0), "{:?}", publisher.stats());
-    assert_eq!(std::fs::read_dir(outbox.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "msg")).count(), 0);
+    assert!(
+        wait_until(WAIT, || publisher.stats().delivered == 1 && publisher.stats().outbox_depth == 0),
+        "{:?}",
+        publisher.stats()
+    );
+    assert_eq!(
+        std::fs::read_dir(outbox.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "msg"))
+            .count(),
+        0
+    );
 
     // Retained: a subscriber arriving later still gets availability and state.
     let late = Subscriber::connect(port, "late", false, &["cvedge/pi1/+/state", "cvedge/pi1/status"]);
-    let mut seen = vec![late.wait_for(WAIT, |_| true).unwrap(), late.wait_for(WAIT, |_| true).unwrap()];
+    let mut seen = [late.wait_for(WAIT, |_| true).unwrap(), late.wait_for(WAIT, |_| true).unwrap()];
     seen.sort_by(|a, b| a.topic.cmp(&b.topic));
     assert_eq!((seen[0].topic.as_str(), seen[0].retain), ("cvedge/pi1/door/state", true));
     assert_eq!((seen[1].text().as_str(), seen[1].retain), ("online", true));
@@ -246,6 +256,31 @@ fn every_prediction_arrives_at_least_once_across_broker_restarts() {
 }
 
 #[test]
+fn predictions_in_flight_when_the_broker_dies_are_sent_again() {
+    let mut mosquitto = mosquitto_or_skip!(false);
+    let outbox = tempfile::tempdir().unwrap();
+    let mut s = settings(mosquitto.port, "pi10", outbox.path());
+    // Slow enough to reconnect that the watcher below subscribes first on the new broker.
+    (s.reconnect_min, s.reconnect_max) = (Duration::from_secs(1), Duration::from_secs(1));
+    let publisher = Publisher::start(s).unwrap();
+    assert!(wait_until(WAIT, || publisher.stats().connected));
+    // Written to the socket, never read by the broker: in flight, unacknowledged.
+    mosquitto.freeze();
+    for seq in 0..10 {
+        publisher.prediction("cam", format!("{seq}").into_bytes()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(publisher.stats().outbox_depth, 10);
+    mosquitto.crash();
+    mosquitto.start_again();
+    let sub = Subscriber::connect(mosquitto.port, "watcher", false, &["cvedge/pi10/cam/predictions"]);
+    let got: Vec<String> = (0..10).filter_map(|_| text(sub.wait_for(WAIT, |_| true))).collect();
+    assert_eq!(got, (0..10).map(|s| s.to_string()).collect::<Vec<_>>());
+    assert!(wait_until(WAIT, || publisher.stats().outbox_depth == 0));
+    publisher.shutdown(WAIT).unwrap();
+}
+
+#[test]
 fn a_killed_publisher_leaves_offline_and_its_successor_sends_what_it_stored() {
     let mosquitto = mosquitto_or_skip!(false);
     let outbox = tempfile::tempdir().unwrap();
@@ -295,7 +330,7 @@ fn spawn_child(port: u16, outbox: &Path, predictions: usize) -> Child {
     let (tx, rx) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
-            if line.as_deref().map(|l| l.trim() == "CHILD READY").unwrap_or(false) {
+            if line.as_deref().map(|l| l.contains("CHILD READY")).unwrap_or(false) {
                 let _ = tx.send(());
             }
         }

@@ -85,7 +85,8 @@ impl Capture {
                         break;
                     }
                 }
-                Err(e) => log::warn!("camera {}: cannot open {}: {e}", self.name, self.spec),
+                // `origin()`: the spec without any password in it.
+                Err(e) => log::warn!("camera {}: cannot open {}: {e}", self.name, self.spec.origin()),
             }
             if online {
                 online = false;

@@ -32,7 +32,9 @@ impl MjpegSource {
             return Err(Error::capture(&origin, format!("HTTP {} {}", response.status, response.reason), "check the stream's path (often /stream, /video or /mjpg/video.mjpg)"));
         }
         let content_type = response.header("content-type").unwrap_or("").to_string();
-        if !content_type.to_ascii_lowercase().starts_with("multipart/") {
+        // ffmpeg's own HTTP server says application/octet-stream; the boundary is then learnt.
+        let lower = content_type.to_ascii_lowercase();
+        if !(lower.starts_with("multipart/") || lower.starts_with("application/octet-stream")) {
             return Err(Error::capture(
                 &origin,
                 format!("not an MJPEG stream (Content-Type: {content_type:?})"),

@@ -74,8 +74,11 @@ impl<R: BufRead> Multipart<R> {
         while skipped <= MAX_SKIP {
             let mut line = vec![];
             let n = (&mut self.reader).take((MAX_SKIP + 1 - skipped) as u64).read_until(b'\n', &mut line)?;
-            if n == 0 {
+            if n == 0 && first_line.is_none() {
                 return Ok(false);
+            }
+            if n == 0 {
+                break; // it closed after sending something that is not a part
             }
             skipped += n;
             match self.delimiter_kind(&line) {
@@ -86,7 +89,7 @@ impl<R: BufRead> Multipart<R> {
             }
         }
         let expected = self.delimiter.as_deref().map(String::from_utf8_lossy).unwrap_or_else(|| "--...".into());
-        Err(invalid(format!("no part delimiter '{expected}' in {MAX_SKIP} bytes (the stream starts with {:?})", first_line.unwrap_or_default())))
+        Err(invalid(format!("no part delimiter '{expected}' in {skipped} bytes (they start with {:?})", first_line.unwrap_or_default())))
     }
 
     /// A part without Content-Length: everything up to the next delimiter line.
@@ -191,6 +194,7 @@ mod tests {
         let err = |wire: &[u8], max| parts(wire, Some("frame"), max).1.map(|e| e.to_string()).unwrap_or_default();
         let long: Vec<u8> = b"--other\r\n\r\nxx\r\n".repeat(10_000);
         assert!(err(&long, 100).contains("no part delimiter '--frame'"));
+        assert!(err(b"--frame\r\nContent-Length: 1\r\n\r\nA\r\n--fame\r\n", 100).contains("no part delimiter '--frame' in 10 bytes (they start with \"--fame\")"));
         assert!(err(b"--frame\r\nContent-Length: 99999999999\r\n\r\n", 100).contains("more than the 100"));
         assert!(err(b"--frame\r\nContent-Length: 10\r\n\r\nshort", 100).contains("middle of a frame"));
         assert!(err(b"--frame\r\n\r\nno end", 100).contains("middle of a frame"));

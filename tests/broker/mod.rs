@@ -59,7 +59,9 @@ pub fn rumqttd() -> u16 {
         v4: Some(HashMap::from([("1".to_string(), server)])),
         ..Default::default()
     };
-    thread::spawn(move || rumqttd::Broker::new(config).start());
+    thread::spawn(move || {
+        let _ = rumqttd::Broker::new(config).start();
+    });
     assert!(wait_listening(port, Duration::from_secs(5)), "rumqttd did not start listening on {port}");
     port
 }
@@ -84,7 +86,11 @@ impl Mosquitto {
         let port = free_port();
         // mosquitto started as root switches to the `mosquitto` user, which cannot write our temp
         // dir: tell it to stay who we are.
-        let user = Command::new("id").arg("-un").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
         let config = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence {persistence}\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 10000\nlog_dest file {}/mosquitto.log\n{}",
             dir.path().display(),
@@ -122,6 +128,25 @@ impl Mosquitto {
             }
             let _ = child.wait();
         }
+    }
+
+    /// SIGSTOP: the broker stays connected but reads nothing, so nothing is acknowledged.
+    pub fn freeze(&self) {
+        let child = self.child.as_ref().expect("running");
+        assert!(Command::new("kill").arg("-STOP").arg(child.id().to_string()).status().unwrap().success());
+    }
+
+    /// SIGKILL: what the broker had not processed (or saved) is gone.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.run();
     }
 
     pub fn restart(&mut self) {
@@ -185,7 +210,8 @@ impl Subscriber {
         let (client, mut connection) = rumqttc::Client::new(options, 100);
         let (tx, messages) = crossbeam_channel::unbounded();
         let stop = Arc::new(AtomicBool::new(false));
-        let (filters, subscriber, stopping) = (filters.iter().map(|f| f.to_string()).collect::<Vec<_>>(), client.clone(), stop.clone());
+        let (filters, subscriber, stopping) =
+            (filters.iter().map(|f| f.to_string()).collect::<Vec<_>>(), client.clone(), stop.clone());
         let (connected_tx, connected) = crossbeam_channel::bounded(1);
         thread::spawn(move || {
             for event in connection.iter() {

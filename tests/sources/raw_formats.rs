@@ -40,7 +40,8 @@ fn mjpeg_frames_stay_encoded_and_decode_like_nokhwa() {
     assert_eq!(ours.dimensions(), SIZE);
     let (max, mean) = difference(&ours, &nokhwas);
     eprintln!("MJPEG: ours vs nokhwa's decoder: max {max}, mean {mean:.3}");
-    assert!(max <= 40 && mean < 2.0, "max {max}, mean {mean}");
+    // Both are libjpeg-turbo with the same settings: measured identical.
+    assert!(max <= 2 && mean < 0.5, "max {max}, mean {mean}");
 }
 
 #[test]
@@ -61,8 +62,32 @@ fn yuyv_frames_convert_like_ffmpeg() {
     assert_eq!(ours.dimensions(), SIZE);
     let (max, mean) = difference(&ours, &reference);
     eprintln!("YUYV: nokhwa's conversion vs ffmpeg's: max {max}, mean {mean:.3}");
-    assert!(max <= 3 && mean < 1.0, "max {max}, mean {mean}");
+    // Both are BT.601 limited range with rounding differences (measured: max 3, mean 0.92); full
+    // range or BT.709 by mistake would be off by 10 or more.
+    assert!(max <= 4 && mean < 1.5, "max {max}, mean {mean}");
 
     let cut = Buffer::new(Resolution::new(SIZE.0, SIZE.1), &yuyv[..yuyv.len() - 6], FrameFormat::YUYV);
     assert!(source::v4l_pixels(&cut).is_err(), "a short frame is an error, not a panic");
+}
+
+/// Many UVC cameras send MJPEG frames without Huffman tables (DHT), relying on the standard ones.
+#[test]
+fn mjpeg_frames_without_huffman_tables_decode() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let jpeg = test_pattern(&["-f", "mjpeg", "-huffman", "default", "-q:v", "2"]);
+    let mut stripped = jpeg[..2].to_vec();
+    let mut at = 2;
+    // Copy segments up to the scan, leaving out every DHT (FF C4).
+    while jpeg[at + 1] != 0xda {
+        let length = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+        if jpeg[at + 1] != 0xc4 {
+            stripped.extend(&jpeg[at..at + 2 + length]);
+        }
+        at += 2 + length;
+    }
+    stripped.extend(&jpeg[at..]);
+    assert!(stripped.len() < jpeg.len(), "the tables were there to strip");
+    assert_eq!(source::decode(&stripped, "no-dht").unwrap(), source::decode(&jpeg, "dht").unwrap());
 }

@@ -19,12 +19,13 @@ impl Backoff {
         Backoff { min, max, ceiling: min }
     }
 
-    /// The delay before the next attempt: uniform in [ceiling/2, ceiling], never below `min`.
+    /// The delay before the next attempt: uniform in [ceiling/2, ceiling]. The ceiling starts at
+    /// `min` and doubles up to `max`, so even the first retries of many devices spread out.
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling;
         self.ceiling = (self.ceiling * 2).min(self.max);
         let half = ceiling / 2;
-        (half + half.mul_f64(random_unit())).max(self.min)
+        half + half.mul_f64(random_unit())
     }
 
     /// After a successful connection the next failure starts again at `min`.
@@ -52,7 +53,7 @@ mod tests {
         for _ in 0..8 {
             let before = backoff.ceiling;
             let delay = backoff.next_delay();
-            assert!(delay >= min.max(before / 2) && delay <= before, "{delay:?} outside [{:?}, {before:?}]", before / 2);
+            assert!(delay >= before / 2 && delay <= before, "{delay:?} outside [{:?}, {before:?}]", before / 2);
             ceilings.push(before.as_millis());
         }
         assert_eq!(ceilings, [100, 200, 400, 800, 1000, 1000, 1000, 1000]);

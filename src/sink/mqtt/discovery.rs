@@ -101,7 +101,11 @@ pub fn discovery_payload(device: &str, prefix: &str, cameras: &[(&str, &[String]
 /// Lower-case ASCII letters, digits and `_`: what Home Assistant accepts in ids.
 fn slug(name: &str) -> String {
     let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-    if s.is_empty() { "_".into() } else { s }
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]

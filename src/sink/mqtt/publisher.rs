@@ -365,9 +365,9 @@ impl Driver {
                         core.session.discovery_requested();
                     }
                 } else if core.session.topics.is_command(&publish.topic) {
-                    match self.commands.try_send((publish.topic.clone(), publish.payload.to_vec())) {
-                        Err(TrySendError::Full(_)) => log::warn!("mqtt: dropping command on {}: nobody reads Publisher::commands()", publish.topic),
-                        _ => {}
+                    if let Err(TrySendError::Full(_)) = self.commands.try_send((publish.topic.clone(), publish.payload.to_vec()))
+                    {
+                        log::warn!("mqtt: dropping command on {}: nobody reads Publisher::commands()", publish.topic);
                     }
                 }
             }

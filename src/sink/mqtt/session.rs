@@ -66,6 +66,8 @@ impl Topics {
 pub(crate) enum Tag {
     Prediction(u64),
     Availability,
+    /// Availability `stopped`: shutdown waits for this one's acknowledgement, not an earlier `online`'s.
+    Stopped,
     Discovery,
     CameraStatus(String),
     State(String),
@@ -280,9 +282,16 @@ impl Session {
             return None;
         }
         let t = &self.topics;
-        let retained = |tag: Tag, topic: String, r: &Retained, qos: QoS| Message { tag, topic, payload: r.payload.clone(), qos, retain: true };
+        let retained = |tag: Tag, topic: String, r: &Retained, qos: QoS| Message {
+            tag,
+            topic,
+            payload: r.payload.clone(),
+            qos,
+            retain: true,
+        };
         if self.availability.due {
-            return Some(retained(Tag::Availability, t.availability(), &self.availability, self.qos_status));
+            let tag = if self.stopping { Tag::Stopped } else { Tag::Availability };
+            return Some(retained(tag, t.availability(), &self.availability, self.qos_status));
         }
         if let (Some(d), Some(topic)) = (&self.discovery, t.discovery_config(&self.device)) {
             if d.due {
@@ -318,7 +327,7 @@ impl Session {
                 self.in_flight.insert(*id);
                 self.cursor = self.cursor.max(id + 1);
             }
-            Tag::Availability => self.availability.due = false,
+            Tag::Availability | Tag::Stopped => self.availability.due = false,
             Tag::Discovery => self.discovery.iter_mut().for_each(|d| d.due = false),
             Tag::CameraStatus(c) => self.camera_status.get_mut(c).into_iter().for_each(|r| r.due = false),
             Tag::State(c) => self.state.get_mut(c).into_iter().for_each(|r| r.due = false),
@@ -371,7 +380,7 @@ impl Session {
                     self.delivered += 1;
                 }
             }
-            Tag::Availability if self.stopping => self.stopped_delivered = true,
+            Tag::Stopped => self.stopped_delivered = true,
             _ => {}
         }
     }
@@ -382,7 +391,7 @@ impl Session {
                 self.in_flight.remove(&id);
                 self.cursor = self.cursor.min(id);
             }
-            Tag::Availability => self.availability.due = true,
+            Tag::Availability | Tag::Stopped => self.availability.due = true,
             Tag::Discovery => self.discovery_requested(),
             Tag::CameraStatus(c) => self.camera_status.get_mut(&c).into_iter().for_each(|r| r.due = true),
             Tag::State(c) => self.state.get_mut(&c).into_iter().for_each(|r| r.due = true),
@@ -505,7 +514,10 @@ mod tests {
         for i in 0..10 {
             s.add_prediction("cam", format!("p{i}").into_bytes());
         }
-        assert_eq!(payloads(&drain(&mut s)), ["cvedge/pi/cam/predictions p0", "cvedge/pi/cam/predictions p1", "cvedge/pi/cam/predictions p2"]);
+        assert_eq!(
+            payloads(&drain(&mut s)),
+            ["cvedge/pi/cam/predictions p0", "cvedge/pi/cam/predictions p1", "cvedge/pi/cam/predictions p2"]
+        );
         for pkid in 2..5 {
             s.published(pkid);
         }
@@ -589,9 +601,9 @@ mod tests {
         s.connected();
         drain(&mut s);
         s.published(1);
-        s.acknowledged(1);
         s.add_prediction("cam", b"p".to_vec());
         s.stop();
+        s.acknowledged(1); // the ack of `online`, not `stopped`
         assert!(!s.is_flushed());
         assert_eq!(payloads(&drain(&mut s)), ["cvedge/pi/status stopped", "cvedge/pi/cam/predictions p"]);
         s.published(2);

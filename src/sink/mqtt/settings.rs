@@ -54,7 +54,13 @@ impl FromStr for BrokerAddress {
             return Err(error("the host is empty"));
         }
         let port = match port {
-            None => if tls { 8883 } else { 1883 },
+            None => {
+                if tls {
+                    8883
+                } else {
+                    1883
+                }
+            }
             Some(p) => match p.parse::<u16>() {
                 Ok(p) if p > 0 => p,
                 _ => return Err(error(&format!("the port {p:?} is not a number from 1 to 65535"))),
@@ -129,6 +135,8 @@ pub struct MqttSettings {
     /// Predictions kept at most, on disk and (when the disk fails) in memory; the oldest are
     /// dropped beyond it.
     pub outbox_capacity: usize,
+    /// Retry delays: the first between reconnect_min/2 and reconnect_min, doubling (with jitter)
+    /// up to reconnect_max; back to the start after a successful connection.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// `Some("homeassistant")` enables Home Assistant discovery.
@@ -189,7 +197,12 @@ impl MqttSettings {
     /// rumqttc options, TLS included. Clean sessions: the outbox, not the broker's session, is what
     /// makes delivery durable, and a clean start means nothing from an old session can arrive
     /// with packet ids we no longer know.
-    pub(crate) fn mqtt_options(&self, will_topic: &str, inflight: u16, channel: usize) -> Result<rumqttc::MqttOptions, MqttError> {
+    pub(crate) fn mqtt_options(
+        &self,
+        will_topic: &str,
+        inflight: u16,
+        channel: usize,
+    ) -> Result<rumqttc::MqttOptions, MqttError> {
         let mut options = rumqttc::MqttOptions::new(&self.client_id, &self.broker.host, self.broker.port);
         options
             .set_keep_alive(self.keep_alive)
@@ -204,7 +217,11 @@ impl MqttSettings {
         if self.broker.tls {
             options.set_transport(rumqttc::Transport::tls_with_config(self.tls_config()?.into()));
         } else if self.ca_file.is_some() || self.client_cert.is_some() {
-            return Err(MqttError::setting("broker", self.broker.to_string(), "TLS files are set but the address is mqtt://; use mqtts:// to connect with TLS"));
+            return Err(MqttError::setting(
+                "broker",
+                self.broker.to_string(),
+                "TLS files are set but the address is mqtt://; use mqtts:// to connect with TLS",
+            ));
         }
         Ok(options)
     }
@@ -239,14 +256,19 @@ impl MqttSettings {
             (None, None) => Ok(builder.with_no_client_auth()),
             (Some(cert), Some(key)) => {
                 let chain = read_certs("client certificate", cert)?;
-                let key_der = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| MqttError::TlsFile { what: "client key", path: key.clone(), problem: e.to_string() })?;
+                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| MqttError::TlsFile {
+                    what: "client key",
+                    path: key.clone(),
+                    problem: e.to_string(),
+                })?;
                 builder.with_client_auth_cert(chain, key_der).map_err(|e| MqttError::Tls {
                     problem: format!("the client certificate and key do not work together ({e})"),
                     fix: "give the key that belongs to the certificate, both PEM".into(),
                 })
             }
-            _ => Err(MqttError::setting("client_cert/client_key", "", "give both the client certificate and its key, or neither")),
+            _ => {
+                Err(MqttError::setting("client_cert/client_key", "", "give both the client certificate and its key, or neither"))
+            }
         }
     }
 }
