@@ -88,6 +88,9 @@ enum Command {
         /// Also print every prediction as a JSON line.
         #[arg(long)]
         print: bool,
+        /// Stop after this many classified frames and print the loop's statistics (benchmarks).
+        #[arg(long, hide = true)]
+        max_frames: Option<u64>,
     },
     /// Describe an export: format, input, preprocessing, tags, output semantics.
     Inspect {
@@ -142,9 +145,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect { model, json } => inspect(&model, json),
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),
-        Command::Run { config, model, source, mqtt, device, interval, state_dir, print } => {
+        Command::Run { config, model, source, mqtt, device, interval, state_dir, print, max_frames } => {
             let flags = RunFlags { model, source, mqtt, device, interval, state_dir, print };
-            run(config, flags)
+            run(config, flags, max_frames)
         }
     };
     match result {
@@ -349,9 +352,27 @@ fn run_config(path: Option<&Path>, flags: RunFlags) -> anyhow::Result<Config> {
     Ok(Config::from_table(table, "command line")?)
 }
 
-fn run(path: Option<PathBuf>, flags: RunFlags) -> anyhow::Result<ExitCode> {
+fn run(path: Option<PathBuf>, flags: RunFlags, max_frames: Option<u64>) -> anyhow::Result<ExitCode> {
     let config = run_config(path.as_deref(), flags)?;
     let daemon = Daemon::start(config, path)?;
+    if let Some(limit) = max_frames {
+        let stop = daemon.shutdown_flag();
+        let started = Instant::now();
+        let counters = daemon.counters();
+        std::thread::spawn(move || {
+            while counters.classified() < limit {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{{\"classified\":{},\"skipped\":{},\"seconds\":{elapsed:.3},\"fps\":{:.2}}}",
+                counters.classified(),
+                counters.skipped(),
+                counters.classified() as f64 / elapsed
+            );
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
     daemon.run_until_signalled()?;
     Ok(ExitCode::SUCCESS)
 }

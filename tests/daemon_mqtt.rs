@@ -144,3 +144,38 @@ fn a_camera_stream_that_dies_goes_offline_and_comes_back() {
     daemon.stop().unwrap();
     let _ = camera.kill();
 }
+
+/// We promise at-least-once: with the broker restarted again and again while frames flow, every
+/// sequence number the daemon produced reaches a subscriber (duplicates allowed).
+#[test]
+fn every_seq_arrives_at_least_once_across_broker_restarts() {
+    let Some(mut mosquitto) = Mosquitto::start(true) else {
+        eprintln!("skipped: mosquitto not installed");
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    // A persistent session on a persistent broker: what arrives while we are away is queued, so a
+    // missing seq can only be one the daemon lost.
+    let sub = Subscriber::connect(mosquitto.port, "auditor", true, &["cvedge/flaky/door/predictions"]);
+    let daemon = Daemon::start(daemon_config(mosquitto.port, "flaky", state.path(), "synthetic:64x64@20"), None).unwrap();
+    let mut seqs = std::collections::BTreeSet::new();
+    let mut collect = |within: Duration| {
+        let deadline = std::time::Instant::now() + within;
+        while let Some(m) = sub.wait_for(deadline.saturating_duration_since(std::time::Instant::now()), |_| true) {
+            seqs.insert(json(&m)["seq"].as_u64().unwrap());
+        }
+    };
+    collect(Duration::from_secs(2));
+    for _ in 0..3 {
+        mosquitto.stop();
+        std::thread::sleep(Duration::from_millis(1500)); // frames keep flowing into the outbox
+        mosquitto.start_again();
+        collect(Duration::from_secs(3));
+    }
+    let produced = daemon.stats().classified;
+    daemon.stop().unwrap();
+    collect(Duration::from_secs(5));
+    assert!(produced > 20, "too few frames to mean anything: {produced}");
+    let missing: Vec<u64> = (1..=produced).filter(|s| !seqs.contains(s)).collect();
+    assert!(missing.is_empty(), "{} of {produced} seqs never arrived: {:?}", missing.len(), &missing[..missing.len().min(20)]);
+}

@@ -61,6 +61,27 @@ pub struct DaemonStats {
     pub skipped: u64,
 }
 
+/// Shared handles on the daemon's counters.
+#[derive(Clone)]
+pub struct Counters {
+    classified: Arc<AtomicU64>,
+    slots: Vec<Arc<LatestFrame>>,
+}
+
+impl Counters {
+    pub fn classified(&self) -> u64 {
+        self.classified.load(Ordering::Relaxed)
+    }
+
+    pub fn skipped(&self) -> u64 {
+        self.slots.iter().map(|s| s.skipped()).sum()
+    }
+
+    pub fn stats(&self) -> DaemonStats {
+        DaemonStats { classified: self.classified(), skipped: self.skipped() }
+    }
+}
+
 fn load_model(config: &Config) -> Result<Classifier> {
     Classifier::load(&config.model, &LoadOptions { threshold: Some(config.threshold), ..Default::default() })
 }
@@ -139,7 +160,12 @@ impl Daemon {
     }
 
     pub fn stats(&self) -> DaemonStats {
-        DaemonStats { classified: self.classified.load(Ordering::Relaxed), skipped: self.slots.iter().map(|s| s.skipped()).sum() }
+        self.counters().stats()
+    }
+
+    /// Live counters that outlive borrows of the daemon (for a thread watching progress).
+    pub fn counters(&self) -> Counters {
+        Counters { classified: self.classified.clone(), slots: self.slots.clone() }
     }
 
     /// Every worker turned its loop recently (no inference call is stuck).

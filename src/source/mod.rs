@@ -32,6 +32,9 @@ pub use v4l::{list_v4l_devices, pixels as v4l_pixels, V4lSource};
 
 use crate::error::Result;
 
+/// Frame rate of a looping `file:` replay when none is configured.
+pub const DEFAULT_REPLAY_FPS: f32 = 30.0;
+
 /// No camera frame comes near this; garbage announcing more must not exhaust a Pi's memory.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
@@ -42,7 +45,10 @@ pub fn open(spec: &SourceSpec, options: &SourceOptions) -> Result<Box<dyn Source
         SourceSpec::Mjpeg { url } => Box::new(MjpegSource::open(url, options)?),
         SourceSpec::Ffmpeg { input } => Box::new(FfmpegSource::open(input, options)?),
         SourceSpec::File { pattern } => {
-            Box::new(FileSource::new(FileSource::expand(pattern)?).looping(options.loop_files).paced(options.fps))
+            // A looping replay stands in for a camera: unpaced it would spin a core re-reading
+            // files that latest-frame-wins then throws away, so it defaults to a camera's rate.
+            let fps = options.fps.or(options.loop_files.then_some(DEFAULT_REPLAY_FPS));
+            Box::new(FileSource::new(FileSource::expand(pattern)?).looping(options.loop_files).paced(fps))
         }
         SourceSpec::Synthetic { size, fps } => {
             let (width, height) = size.or(options.width.zip(options.height)).unwrap_or((640, 480));
