@@ -46,7 +46,7 @@ pub struct MqttConfig {
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
@@ -69,6 +69,17 @@ pub struct MqttConfig {
     /// Home Assistant discovery prefix; empty turns discovery off.
     #[serde(default = "default_discovery")]
     pub discovery_prefix: String,
+}
+
+/// A value that must not show up in logs: `{:?}` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,7 +214,7 @@ impl Config {
                 return Err(Error::config("mqtt.outbox_capacity", "must be at least 1", "use e.g. 10000"));
             }
             mqtt.username = expand_env("mqtt.username", mqtt.username.take())?;
-            mqtt.password = expand_env("mqtt.password", mqtt.password.take())?;
+            mqtt.password = expand_env("mqtt.password", mqtt.password.take().map(|p| p.0))?.map(Secret);
         }
         Ok(self)
     }
@@ -288,6 +299,8 @@ mod tests {
     fn secrets_come_from_the_environment() {
         std::env::set_var("CVEDGE_TEST_SECRET", "hunter2");
         let c = Config::parse(&format!("{MINIMAL}[mqtt]\nurl = \"mqtt://h\"\npassword = \"${{CVEDGE_TEST_SECRET}}\"\n"), "t").unwrap();
-        assert_eq!(c.mqtt.unwrap().password.as_deref(), Some("hunter2"));
+        let mqtt = c.mqtt.unwrap();
+        assert_eq!(mqtt.password, Some(Secret("hunter2".into())));
+        assert!(!format!("{mqtt:?}").contains("hunter2"), "secrets must not reach logs");
     }
 }

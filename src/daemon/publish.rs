@@ -20,7 +20,7 @@ pub fn start_publisher(mqtt: &MqttConfig, config: &Config, classifier: &Classifi
     let mut settings = MqttSettings::new(broker, config.device.clone(), config.state_dir.join("outbox"));
     settings.client_id = mqtt.client_id.clone().unwrap_or_else(|| format!("cvedge-{}", config.device));
     settings.username = mqtt.username.clone();
-    settings.password = mqtt.password.clone();
+    settings.password = mqtt.password.clone().map(|p| p.0);
     settings.ca_file = mqtt.ca_file.clone();
     settings.client_cert = mqtt.client_cert.clone();
     settings.client_key = mqtt.client_key.clone();

@@ -157,6 +157,41 @@ impl Mosquitto {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
+
+    /// mosquitto with a config of the caller's own (listeners, TLS, passwords): `config` gets
+    /// the temp dir (to write certificates or a password file into) and returns the config's
+    /// body; logging and `user` are added here. `ports` are the listeners' ports, all waited for;
+    /// the first becomes `port`. `None` when mosquitto is not installed.
+    pub fn start_configured(ports: &[u16], config: impl FnOnce(&std::path::Path) -> String) -> Option<Mosquitto> {
+        let binary = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())?;
+        let dir = tempfile::tempdir().unwrap();
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let body = config(dir.path());
+        let config = format!(
+            "persistence false\nlog_dest file {}/mosquitto.log\nlog_type all\n{}{body}\n",
+            dir.path().display(),
+            if user.is_empty() { String::new() } else { format!("user {user}\n") }
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), config).unwrap();
+        let mut m = Mosquitto { port: ports[0], child: None, dir, binary };
+        m.run();
+        for &port in &ports[1..] {
+            assert!(wait_listening(port, Duration::from_secs(5)), "mosquitto did not listen on {port}: {}", m.log());
+        }
+        Some(m)
+    }
+
+    /// The broker's temp dir (config, log, whatever `start_configured` put there).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
 }
 
 impl Drop for Mosquitto {

@@ -112,7 +112,7 @@ impl From<QoS> for rumqttc::QoS {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MqttSettings {
     pub broker: BrokerAddress,
     pub client_id: String,
@@ -360,5 +360,36 @@ mod tests {
         s.ca_file = Some(path);
         let message = s.mqtt_options("t", 10, 10).unwrap_err().to_string();
         assert!(message.contains("no PEM certificate"), "{message}");
+    }
+}
+
+/// Written by hand so that `{:?}` of the settings never shows the password.
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSettings")
+            .field("broker", &self.broker)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("prefix", &self.prefix)
+            .field("device", &self.device)
+            .field("outbox_dir", &self.outbox_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let mut s = MqttSettings::new("mqtt://h:1883".parse().unwrap(), "d", "/tmp/o");
+        s.password = Some("hunter2".into());
+        let text = format!("{s:?}");
+        assert!(!text.contains("hunter2") && text.contains("<redacted>"), "{text}");
     }
 }
