@@ -150,3 +150,54 @@ fn run_refuses_a_garbage_config_naming_the_key() {
     assert_fails(&["run", "--config", path.to_str().unwrap()], &["config:"]);
     assert_fails(&["run", "--model", "models/demo", "--source", "door=pigeon:coo"], &["camera[0].source"]);
 }
+
+/// SIGHUP with a broken model: the daemon says so and keeps classifying with the old one;
+/// SIGTERM then stops it cleanly (exit 0).
+#[test]
+fn run_survives_a_bad_reload_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cvedge.toml");
+    let good = format!(
+        "model = \"models/demo\"\nstate_dir = \"{}\"\nprint = true\n[[camera]]\nname = \"door\"\nsource = \"synthetic:64x64@10\"\n",
+        dir.path().join("state").display()
+    );
+    std::fs::write(&config, &good).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cvedge"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .current_dir(repo())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = |stream: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || std::io::BufReader::new(stream).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+        rx
+    };
+    let stdout = lines(Box::new(child.stdout.take().unwrap()));
+    let stderr = lines(Box::new(child.stderr.take().unwrap()));
+    let wait_line = |rx: &crossbeam_channel::Receiver<String>, what: &str, pred: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    };
+    wait_line(&stdout, "a prediction", &|l| l.contains("\"camera\":\"door\""));
+    std::fs::write(&config, good.replace("models/demo", "tests/data/corrupt/garbage.onnx")).unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_line(&stderr, "the reload error", &|l| l.contains("reload failed, keeping the running model") && l.contains("garbage.onnx"));
+    let _ = stdout.try_iter().count();
+    wait_line(&stdout, "predictions after the failed reload", &|l| l.contains("\"camera\":\"door\""));
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
