@@ -201,3 +201,45 @@ fn run_survives_a_bad_reload_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Under systemd (`Type=notify`): READY=1 once started, WATCHDOG=1 while the pipeline makes
+/// progress, STOPPING=1 on the way out. The notify socket is ours, as systemd's would be.
+#[test]
+fn run_talks_to_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    // systemd names the watched process in WATCHDOG_PID: `exec` keeps the shell's pid.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$0" run --model models/demo --source door=synthetic:64x64@10 --state-dir "$1""#)
+        .arg(env!("CARGO_BIN_EXE_cvedge"))
+        .arg(dir.path().join("state"))
+        .current_dir(repo())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen: Vec<String> = vec![];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline && !(seen.iter().any(|m| m.contains("READY=1")) && seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3) {
+        if let Ok(n) = socket.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
+    assert!(seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3, "{seen:?}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut stopping = false;
+    while let Ok(n) = socket.recv(&mut buf) {
+        stopping |= String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
+    }
+    assert!(stopping, "no STOPPING=1");
+}
