@@ -85,3 +85,25 @@ fn reload_keeps_the_running_model_when_the_new_one_is_broken() {
     daemon.reload().unwrap();
     daemon.stop().unwrap();
 }
+
+#[test]
+fn reload_adds_and_removes_cameras_and_leaves_unchanged_ones_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cvedge.toml");
+    let head = format!("model = \"{}\"\nstate_dir = \"{}\"\n", repo().join("models/demo").display(), dir.path().display());
+    let camera = |name: &str| format!("[[camera]]\nname = \"{name}\"\nsource = \"synthetic:64x64@20\"\n");
+    std::fs::write(&path, format!("{head}{}", camera("a"))).unwrap();
+    let mut daemon = Daemon::start(Config::load(&path).unwrap(), Some(path.clone())).unwrap();
+    assert_eq!(daemon.camera_names(), ["a"]);
+    std::fs::write(&path, format!("{head}{}{}", camera("a"), camera("b"))).unwrap();
+    daemon.reload().unwrap();
+    assert_eq!(daemon.camera_names(), ["a", "b"]);
+    wait_for("camera b to classify", Duration::from_secs(20), || dir.path().join("seq/b").exists() && daemon.stats().classified > 4);
+    std::fs::write(&path, format!("{head}{}", camera("b").replace("@20", "@10"))).unwrap();
+    daemon.reload().unwrap();
+    assert_eq!(daemon.camera_names(), ["b"], "a removed, b restarted with its new settings");
+    let before = daemon.stats().classified;
+    wait_for("b to go on", Duration::from_secs(20), || daemon.stats().classified > before + 2);
+    assert!(daemon.healthy());
+    daemon.stop().unwrap();
+}

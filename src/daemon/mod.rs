@@ -7,8 +7,8 @@
 //! that classifies the latest frame, numbers it ([`seq::SeqCounter`]), smooths the state
 //! ([`smoothing::Smoother`]) and hands results to the sinks (MQTT, stdout). The main thread waits
 //! for signals: SIGINT/SIGTERM stop (workers drain, the publisher sends `stopped` and flushes its
-//! outbox), SIGHUP (or an MQTT `reload` command) reloads the configuration's model and keeps the
-//! old one if the new one fails to load. With systemd, readiness and watchdog pings are sent from
+//! outbox), SIGHUP (or an MQTT `reload` command) re-reads the configuration: the model is swapped
+//! (the old one stays if the new one fails to load) and changed cameras are restarted. With systemd, readiness and watchdog pings are sent from
 //! the main loop only while every worker's heartbeat is fresh, so a wedged pipeline trips the
 //! watchdog.
 
@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::classifier::{Classifier, LoadOptions};
-use crate::config::Config;
+use crate::config::{CameraConfig, Config};
 use crate::error::{Error, Result};
 use crate::sink::mqtt::Publisher;
 use crate::sink::{JsonLines, Sink};
@@ -46,12 +46,30 @@ pub struct Daemon {
     config_path: Option<PathBuf>,
     model: CurrentModel,
     publisher: Option<Publisher>,
-    slots: Vec<Arc<LatestFrame>>,
-    workers: Vec<JoinHandle<()>>,
-    heartbeats: Vec<Arc<AtomicU64>>,
-    classified: Arc<AtomicU64>,
+    sinks: Arc<Vec<Box<dyn Sink>>>,
+    cameras: Vec<RunningCamera>,
+    counters: Counters,
     started: Instant,
     shutdown: Arc<AtomicBool>,
+}
+
+/// One camera's threads and the switch that stops them.
+struct RunningCamera {
+    config: CameraConfig,
+    slot: Arc<LatestFrame>,
+    worker: JoinHandle<()>,
+    heartbeat: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RunningCamera {
+    /// Stops the worker (joined) and the capture thread (not joined: a read may block until its
+    /// timeout; it exits at its next frame or error).
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.slot.close();
+        let _ = self.worker.join();
+    }
 }
 
 /// Counters for logs, benchmarks and tests.
@@ -61,11 +79,11 @@ pub struct DaemonStats {
     pub skipped: u64,
 }
 
-/// Shared handles on the daemon's counters.
-#[derive(Clone)]
+/// Shared handles on the daemon's counters (totals across camera restarts).
+#[derive(Clone, Default)]
 pub struct Counters {
     classified: Arc<AtomicU64>,
-    slots: Vec<Arc<LatestFrame>>,
+    skipped: Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -74,7 +92,7 @@ impl Counters {
     }
 
     pub fn skipped(&self) -> u64 {
-        self.slots.iter().map(|s| s.skipped()).sum()
+        self.skipped.load(Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> DaemonStats {
@@ -84,6 +102,10 @@ impl Counters {
 
 fn load_model(config: &Config) -> Result<Classifier> {
     Classifier::load(&config.model, &LoadOptions { threshold: Some(config.threshold), ..Default::default() })
+}
+
+fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(body).map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))
 }
 
 impl Daemon {
@@ -101,82 +123,95 @@ impl Daemon {
         if config.print {
             sinks.push(Box::new(JsonLines::new(std::io::stdout())));
         }
-        let sinks = Arc::new(sinks);
-        let model = CurrentModel::new(classifier);
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let classified = Arc::new(AtomicU64::new(0));
-        let (mut slots, mut workers, mut heartbeats) = (vec![], vec![], vec![]);
-        for camera in &config.cameras {
-            let spec: SourceSpec = camera.source.parse().map_err(|e| Error::config(format!("camera {}.source", camera.name), e, "fix the source spec"))?;
-            let slot = Arc::new(LatestFrame::default());
-            let options = SourceOptions {
-                width: camera.width,
-                height: camera.height,
-                fps: camera.fps,
-                loop_files: camera.loop_files,
-                ..SourceOptions::default()
-            };
-            let capture = camera::Capture {
-                name: camera.name.clone(),
-                spec,
-                options,
-                slot: slot.clone(),
-                sinks: sinks.clone(),
-                shutdown: shutdown.clone(),
-                backoff_min: camera::BACKOFF_MIN,
-            };
-            // Capture threads may block in a read until their timeout; they are not joined.
-            std::thread::Builder::new()
-                .name(format!("capture-{}", camera.name))
-                .spawn(move || capture.run())
-                .map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))?;
-            let heartbeat = Arc::new(AtomicU64::new(0));
-            let worker = Worker {
-                camera: camera.name.clone(),
-                interval: Config::camera_interval(camera),
-                roi: camera.roi,
-                threshold: camera.threshold,
-                consecutive: config.consecutive,
-                slot: slot.clone(),
-                model: model.clone(),
-                sinks: sinks.clone(),
-                seq: seq::SeqCounter::open(config.state_dir.join("seq").join(&camera.name))?,
-                heartbeat: heartbeat.clone(),
-                started,
-                classified: classified.clone(),
-                shutdown: shutdown.clone(),
-            };
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("classify-{}", camera.name))
-                    .spawn(move || worker.run())
-                    .map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))?,
-            );
-            slots.push(slot);
-            heartbeats.push(heartbeat);
+        let mut daemon = Daemon {
+            model: CurrentModel::new(classifier),
+            publisher,
+            sinks: Arc::new(sinks),
+            cameras: vec![],
+            counters: Counters::default(),
+            started: Instant::now(),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            config_path,
+            config,
+        };
+        for camera in daemon.config.cameras.clone() {
+            let running = daemon.start_camera(camera)?;
+            daemon.cameras.push(running);
         }
-        Ok(Daemon { config, config_path, model, publisher, slots, workers, heartbeats, classified, started, shutdown })
+        Ok(daemon)
+    }
+
+    fn start_camera(&self, camera: CameraConfig) -> Result<RunningCamera> {
+        let spec: SourceSpec = camera.source.parse().map_err(|e| Error::config(format!("camera {}.source", camera.name), e, "fix the source spec"))?;
+        let slot = Arc::new(LatestFrame::counting_into(self.counters.skipped.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let options = SourceOptions {
+            width: camera.width,
+            height: camera.height,
+            fps: camera.fps,
+            loop_files: camera.loop_files,
+            ..SourceOptions::default()
+        };
+        let capture = camera::Capture {
+            name: camera.name.clone(),
+            spec,
+            options,
+            slot: slot.clone(),
+            sinks: self.sinks.clone(),
+            shutdown: stop.clone(),
+            backoff_min: camera::BACKOFF_MIN,
+        };
+        spawn(format!("capture-{}", camera.name), move || capture.run())?;
+        let heartbeat = Arc::new(AtomicU64::new(self.started.elapsed().as_millis() as u64));
+        let worker = Worker {
+            camera: camera.name.clone(),
+            interval: Config::camera_interval(&camera),
+            roi: camera.roi,
+            threshold: camera.threshold,
+            consecutive: self.config.consecutive,
+            slot: slot.clone(),
+            model: self.model.clone(),
+            sinks: self.sinks.clone(),
+            seq: seq::SeqCounter::open(self.config.state_dir.join("seq").join(&camera.name))?,
+            heartbeat: heartbeat.clone(),
+            started: self.started,
+            classified: self.counters.classified.clone(),
+            shutdown: stop.clone(),
+        };
+        let worker = spawn(format!("classify-{}", camera.name), move || worker.run())?;
+        Ok(RunningCamera { config: camera, slot, worker, heartbeat, stop })
     }
 
     pub fn stats(&self) -> DaemonStats {
-        self.counters().stats()
+        self.counters.stats()
     }
 
     /// Live counters that outlive borrows of the daemon (for a thread watching progress).
     pub fn counters(&self) -> Counters {
-        Counters { classified: self.classified.clone(), slots: self.slots.clone() }
+        self.counters.clone()
+    }
+
+    /// Names of the cameras running now.
+    pub fn camera_names(&self) -> Vec<String> {
+        self.cameras.iter().map(|c| c.config.name.clone()).collect()
     }
 
     /// Every worker turned its loop recently (no inference call is stuck).
     pub fn healthy(&self) -> bool {
         let now = self.started.elapsed().as_millis() as u64;
-        self.heartbeats.iter().all(|h| now.saturating_sub(h.load(Ordering::Relaxed)) < WEDGED_AFTER.as_millis() as u64)
+        self.cameras.iter().all(|c| now.saturating_sub(c.heartbeat.load(Ordering::Relaxed)) < WEDGED_AFTER.as_millis() as u64)
     }
 
-    /// Re-reads the configuration file (if any) and swaps in its model; on failure the running
-    /// model stays and the error is returned for reporting. Cameras and MQTT settings are not
-    /// changed by a reload (restart the service for those).
+    fn report_offline(&self, camera: &str) {
+        for sink in self.sinks.iter() {
+            let _ = sink.camera_status(camera, false);
+        }
+    }
+
+    /// Re-reads the configuration file (if any): swaps in its model (the running one stays if the
+    /// new one fails to load), applies `threshold` and `consecutive`, and starts, stops or
+    /// restarts cameras whose settings changed; the others keep running untouched. MQTT and
+    /// `state_dir` changes apply at the next restart (the MQTT session is never dropped).
     pub fn reload(&mut self) -> Result<()> {
         let config = match &self.config_path {
             Some(path) => Config::load(path)?,
@@ -185,8 +220,33 @@ impl Daemon {
         let classifier = load_model(&config)?;
         log::info!("reloaded model {}", config.model.display());
         self.model.replace(classifier);
-        self.config.model = config.model;
+        if config.mqtt.as_ref().map(|m| &m.url) != self.config.mqtt.as_ref().map(|m| &m.url) || config.state_dir != self.config.state_dir {
+            log::warn!("MQTT and state_dir changes apply when cvedge restarts");
+        }
+        let consecutive_changed = config.consecutive != self.config.consecutive;
+        self.config.model = config.model.clone();
         self.config.threshold = config.threshold;
+        self.config.consecutive = config.consecutive;
+        let (keep, retire): (Vec<RunningCamera>, Vec<RunningCamera>) = std::mem::take(&mut self.cameras)
+            .into_iter()
+            .partition(|running| !consecutive_changed && config.cameras.iter().any(|c| c == &running.config));
+        for running in retire {
+            let name = running.config.name.clone();
+            running.stop();
+            if !config.cameras.iter().any(|c| c.name == name) {
+                log::info!("camera {name} removed");
+                self.report_offline(&name);
+            }
+        }
+        self.cameras = keep;
+        for camera in &config.cameras {
+            if !self.cameras.iter().any(|c| &c.config == camera) {
+                log::info!("camera {} (re)started", camera.name);
+                let running = self.start_camera(camera.clone())?;
+                self.cameras.push(running);
+            }
+        }
+        self.config.cameras = config.cameras;
         Ok(())
     }
 
@@ -199,20 +259,15 @@ impl Daemon {
         self.publisher.as_ref()
     }
 
-    /// Stops workers, then the publisher (`stopped`, outbox flushed within a timeout).
+    /// Stops cameras, then the publisher (`stopped`, outbox flushed within a timeout).
     pub fn stop(self) -> Result<()> {
         self.shutdown.store(true, Ordering::Relaxed);
-        for slot in &self.slots {
-            slot.close();
-        }
-        for worker in self.workers {
-            let _ = worker.join();
-        }
-        // Capture threads are not joined (a read may block until its timeout), so mark the
-        // cameras offline here, while the publisher still runs.
-        if let Some(publisher) = &self.publisher {
-            for camera in &self.config.cameras {
-                publisher.camera_status(&camera.name, false);
+        for running in self.cameras {
+            let name = running.config.name.clone();
+            running.stop();
+            // The capture thread may still be in a read: say offline here, while the publisher runs.
+            if let Some(publisher) = &self.publisher {
+                publisher.camera_status(&name, false);
             }
         }
         if let Some(publisher) = self.publisher {

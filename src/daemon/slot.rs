@@ -2,7 +2,8 @@
 //! arrives while the previous one is still waiting replaces it (and is counted as skipped), so
 //! inference never works through a backlog and memory never grows with a fast camera.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::source::Frame;
@@ -10,7 +11,6 @@ use crate::source::Frame;
 #[derive(Default)]
 struct Inner {
     frame: Option<Frame>,
-    skipped: u64,
     closed: bool,
 }
 
@@ -18,6 +18,8 @@ struct Inner {
 pub struct LatestFrame {
     inner: Mutex<Inner>,
     ready: Condvar,
+    /// Possibly shared with other slots, so a daemon can total them across camera restarts.
+    skipped: Arc<AtomicU64>,
 }
 
 /// What [`LatestFrame::take`] found.
@@ -31,11 +33,16 @@ pub enum Taken {
 }
 
 impl LatestFrame {
+    /// A slot that counts skipped frames into `skipped`.
+    pub fn counting_into(skipped: Arc<AtomicU64>) -> LatestFrame {
+        LatestFrame { skipped, ..LatestFrame::default() }
+    }
+
     /// Offers a frame, replacing any frame not yet taken.
     pub fn put(&self, frame: Frame) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.frame.replace(frame).is_some() {
-            inner.skipped += 1;
+            self.skipped.fetch_add(1, Ordering::Relaxed);
         }
         self.ready.notify_one();
     }
@@ -53,9 +60,9 @@ impl LatestFrame {
         inner.frame.take().map_or(Taken::Empty, Taken::Frame)
     }
 
-    /// Frames replaced before they were classified, since the start.
+    /// Frames replaced before they were classified (on the counter this slot counts into).
     pub fn skipped(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).skipped
+        self.skipped.load(Ordering::Relaxed)
     }
 
     /// Wakes every waiter with [`Taken::Closed`].
@@ -69,7 +76,6 @@ impl LatestFrame {
 mod tests {
     use super::*;
     use crate::source::Pixels;
-    use std::sync::Arc;
     use std::time::{Instant, SystemTime};
 
     fn frame(seq: u64) -> Frame {
