@@ -179,3 +179,43 @@ fn every_seq_arrives_at_least_once_across_broker_restarts() {
     let missing: Vec<u64> = (1..=produced).filter(|s| !seqs.contains(s)).collect();
     assert!(missing.is_empty(), "{} of {produced} seqs never arrived: {:?}", missing.len(), &missing[..missing.len().min(20)]);
 }
+
+/// `reload` on the command topic re-reads the configuration, as SIGHUP does.
+#[test]
+fn the_reload_command_reloads_over_mqtt() {
+    use std::io::BufRead;
+    let port = broker::rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cvedge.toml");
+    let text = format!(
+        "model = \"models/demo\"\ndevice = \"remote\"\nstate_dir = \"{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n[[camera]]\nname = \"door\"\nsource = \"synthetic:64x64@5\"\n",
+        dir.path().join("state").display()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let sub = Subscriber::connect(port, "operator", false, &["cvedge/remote/status"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cvedge"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .current_dir(repo())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, stderr) = crossbeam_channel::unbounded();
+    let pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || std::io::BufReader::new(pipe).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+    assert!(sub.wait_for(WAIT, |m| m.text() == "online").is_some(), "daemon never online");
+    std::fs::write(&config, text.replace("models/demo", "tests/data/corrupt/garbage.onnx")).unwrap();
+    sub.publish("cvedge/remote/command", "reload", false);
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut reported = false;
+    while let Ok(line) = stderr.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+        if line.contains("reload failed, keeping the running model") {
+            reported = true;
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(reported, "the reload command was not acted on");
+}
