@@ -164,14 +164,14 @@ fn run_survives_a_bad_reload_and_stops_on_sigterm() {
         dir.path().join("state").display()
     );
     std::fs::write(&config, &good).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cvedge"))
+    let mut child = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_cvedge"))
         .args(["run", "--config", config.to_str().unwrap()])
         .current_dir(repo())
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap());
     let lines = |stream: Box<dyn std::io::Read + Send>| {
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::spawn(move || std::io::BufReader::new(stream).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
@@ -213,7 +213,7 @@ fn run_talks_to_systemd() {
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     // systemd names the watched process in WATCHDOG_PID: `exec` keeps the shell's pid.
-    let mut child = Command::new("sh")
+    let mut child = KillOnDrop(Command::new("sh")
         .arg("-c")
         .arg(r#"WATCHDOG_PID=$$ exec "$0" run --model models/demo --source door=synthetic:64x64@10 --state-dir "$1""#)
         .arg(env!("CARGO_BIN_EXE_cvedge"))
@@ -224,7 +224,7 @@ fn run_talks_to_systemd() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let mut seen: Vec<String> = vec![];
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut buf = [0u8; 512];

@@ -89,13 +89,13 @@ fn a_killed_daemon_leaves_offline_as_its_last_will() {
     };
     let state = tempfile::tempdir().unwrap();
     let sub = Subscriber::connect(mosquitto.port, "watcher", false, &["cvedge/+/status"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cvedge"))
+    let mut child = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_cvedge"))
         .args(["run", "--model", "models/demo", "--source", "door=synthetic:64x64@5", "--device", "victim"])
         .args(["--mqtt", &format!("mqtt://127.0.0.1:{}", mosquitto.port), "--state-dir", state.path().to_str().unwrap()])
         .current_dir(repo())
         .stdout(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let online = sub.wait_for(WAIT, |m| m.topic == "cvedge/victim/status" && m.text() == "online");
     assert!(online.is_some(), "daemon never came online");
     child.kill().unwrap(); // SIGKILL: no chance to say goodbye
@@ -105,7 +105,7 @@ fn a_killed_daemon_leaves_offline_as_its_last_will() {
 }
 
 /// An IP camera on loopback: ffmpeg serving a test pattern as multipart MJPEG over HTTP.
-fn ip_camera(port: u16) -> Option<std::process::Child> {
+fn ip_camera(port: u16) -> Option<KillOnDrop> {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10"])
         .args(["-f", "mpjpeg", "-listen", "1", &format!("http://127.0.0.1:{port}/cam.mjpg")])
@@ -114,6 +114,7 @@ fn ip_camera(port: u16) -> Option<std::process::Child> {
         .stderr(Stdio::null())
         .spawn()
         .ok()
+        .map(KillOnDrop)
 }
 
 #[test]
@@ -193,14 +194,14 @@ fn the_reload_command_reloads_over_mqtt() {
     );
     std::fs::write(&config, &text).unwrap();
     let sub = Subscriber::connect(port, "operator", false, &["cvedge/remote/status"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cvedge"))
+    let mut child = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_cvedge"))
         .args(["run", "--config", config.to_str().unwrap()])
         .current_dir(repo())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap());
     let (tx, stderr) = crossbeam_channel::unbounded();
     let pipe = child.stderr.take().unwrap();
     std::thread::spawn(move || std::io::BufReader::new(pipe).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
