@@ -179,7 +179,15 @@ fn every_seq_arrives_at_least_once_across_broker_restarts() {
     }
     let produced = daemon.stats().classified;
     daemon.stop().unwrap();
-    collect(Duration::from_secs(5));
+    drop(collect);
+    // Wait (bounded) until everything produced has arrived; a slow reconnect only delays it.
+    let deadline = std::time::Instant::now() + WAIT;
+    while (1..=produced).any(|s| !seqs.contains(&s)) {
+        match sub.wait_for(deadline.saturating_duration_since(std::time::Instant::now()), |_| true) {
+            Some(m) => drop(seqs.insert(json(&m)["seq"].as_u64().unwrap())),
+            None => break,
+        }
+    }
     assert!(produced > 20, "too few frames to mean anything: {produced}");
     let missing: Vec<u64> = (1..=produced).filter(|s| !seqs.contains(s)).collect();
     assert!(missing.is_empty(), "{} of {produced} seqs never arrived: {:?}", missing.len(), &missing[..missing.len().min(20)]);
