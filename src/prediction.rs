@@ -35,6 +35,10 @@ pub struct PredictionResponse {
     pub frame_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// Frames the camera delivered since the previous prediction that were skipped because the
+    /// engine was busy (latest frame wins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<u64>,
 }
 
 impl PredictionResponse {
@@ -58,6 +62,7 @@ impl PredictionResponse {
             seq: None,
             frame_time: None,
             latency_ms: None,
+            skipped: None,
         }
     }
 }

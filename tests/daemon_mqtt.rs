@@ -61,6 +61,7 @@ fn subscribers_get_predictions_state_availability_and_discovery() {
         assert_eq!(p["iteration"], "4f5a0c1e-7d2b-4c8e-9a61-3b0d2e5f7a11");
         assert!(p["frame_time"].as_str().unwrap().ends_with('Z'));
         assert!(p["latency_ms"].as_f64().unwrap() >= 0.0);
+        assert!(p["skipped"].is_u64(), "{p}");
         assert_eq!(p["predictions"].as_array().unwrap().len(), 5);
         seqs.push(p["seq"].as_u64().unwrap());
     }

@@ -11,6 +11,8 @@ use crate::source::Frame;
 #[derive(Default)]
 struct Inner {
     frame: Option<Frame>,
+    /// Frames replaced since the last one taken.
+    skipped_since_take: u64,
     closed: bool,
 }
 
@@ -25,7 +27,8 @@ pub struct LatestFrame {
 /// What [`LatestFrame::take`] found.
 #[derive(Debug)]
 pub enum Taken {
-    Frame(Frame),
+    /// The newest frame, and how many older ones it replaced since the previous take.
+    Frame(Frame, u64),
     /// Nothing arrived within the timeout.
     Empty,
     /// The slot was closed (shutdown).
@@ -42,6 +45,7 @@ impl LatestFrame {
     pub fn put(&self, frame: Frame) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.frame.replace(frame).is_some() {
+            inner.skipped_since_take += 1;
             self.skipped.fetch_add(1, Ordering::Relaxed);
         }
         self.ready.notify_one();
@@ -57,7 +61,8 @@ impl LatestFrame {
         if inner.closed {
             return Taken::Closed;
         }
-        inner.frame.take().map_or(Taken::Empty, Taken::Frame)
+        let skipped = std::mem::take(&mut inner.skipped_since_take);
+        inner.frame.take().map_or(Taken::Empty, |frame| Taken::Frame(frame, skipped))
     }
 
     /// Frames replaced before they were classified (on the counter this slot counts into).
@@ -89,9 +94,11 @@ mod tests {
             slot.put(frame(seq));
         }
         match slot.take(Duration::ZERO) {
-            Taken::Frame(f) => assert_eq!(f.seq, 5),
+            Taken::Frame(f, skipped) => assert_eq!((f.seq, skipped), (5, 4)),
             other => panic!("{other:?}"),
         }
+        slot.put(frame(6));
+        assert!(matches!(slot.take(Duration::ZERO), Taken::Frame(_, 0)), "the count restarts at each take");
         assert_eq!(slot.skipped(), 4);
         assert!(matches!(slot.take(Duration::from_millis(10)), Taken::Empty));
     }

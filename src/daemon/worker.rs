@@ -84,8 +84,8 @@ impl Worker {
                 std::thread::sleep((next_allowed - now).min(Duration::from_millis(100)));
                 continue;
             }
-            let frame = match self.slot.take(Duration::from_millis(200)) {
-                Taken::Frame(frame) => frame,
+            let (frame, skipped) = match self.slot.take(Duration::from_millis(200)) {
+                Taken::Frame(frame, skipped) => (frame, skipped),
                 Taken::Empty => continue,
                 Taken::Closed => break,
             };
@@ -95,7 +95,7 @@ impl Worker {
                 model = current;
                 smoother = self.smoother(&model);
             }
-            if let Err(e) = self.classify(&model, &mut smoother, frame) {
+            if let Err(e) = self.classify(&model, &mut smoother, frame, skipped) {
                 log::warn!("camera {}: {e}", self.camera);
             }
         }
@@ -105,7 +105,7 @@ impl Worker {
         Smoother::new(self.consecutive, self.threshold.unwrap_or(model.threshold), model.kind)
     }
 
-    fn classify(&mut self, model: &Classifier, smoother: &mut Smoother, frame: crate::source::Frame) -> Result<()> {
+    fn classify(&mut self, model: &Classifier, smoother: &mut Smoother, frame: crate::source::Frame, skipped: u64) -> Result<()> {
         let captured = frame.time;
         let origin = frame.origin.clone();
         let mut image = frame.into_rgb()?;
@@ -121,6 +121,7 @@ impl Worker {
         response.camera = Some(self.camera.clone());
         response.seq = Some(self.seq.next()?);
         response.frame_time = Some(utc(captured));
+        response.skipped = Some(skipped);
         response.latency_ms = Some(captured.elapsed().map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0));
         let threshold = self.threshold.unwrap_or(model.threshold);
         let detected: Vec<String> = smoother.result(probabilities).into_iter().map(|i| model.labels[i].clone()).collect();
