@@ -347,8 +347,15 @@ def main():
     if args.out:
         out = os.path.join(REPO, args.out) if not os.path.isabs(args.out) else args.out
         os.makedirs(os.path.dirname(out), exist_ok=True)
+        # This script owns the file's first part; later "## " sections (bench_loop.py's) are kept.
+        kept = ""
+        if os.path.exists(out):
+            with open(out, encoding="utf-8") as f:
+                old = f.read()
+            at = old.find("\n## ")
+            kept = old[at:] if at >= 0 else ""
         with open(out, "w", encoding="utf-8") as f:
-            f.write(DOC.format(cmd=CMD, model=args.model, report=report))
+            f.write(DOC.format(cmd=CMD, model=args.model, report=report).rstrip("\n") + "\n" + kept)
         print("wrote %s" % os.path.relpath(out, REPO), file=sys.stderr)
 
 
