@@ -4,6 +4,7 @@
 //! binary run again with `CVEDGE_MQTT_CHILD` set (see `child_publisher`).
 
 mod broker;
+use broker::wait_until;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -27,16 +28,6 @@ fn text(m: Option<Received>) -> Option<String> {
     m.map(|m| m.text())
 }
 
-fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    done()
-}
 
 #[test]
 fn predictions_state_and_status_arrive_on_their_topics() {

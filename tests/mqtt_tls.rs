@@ -5,6 +5,7 @@
 //! rumqttc subscriber watch what arrives. Tests say `skipped` when mosquitto is not installed.
 
 mod broker;
+use broker::wait_until;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -184,16 +185,6 @@ fn settings(url: &str, device: &str, outbox: &Path) -> MqttSettings {
     s
 }
 
-fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    done()
-}
 
 /// Asserts that `publisher` stays disconnected for `NO_CONNECT` with `waiting` predictions kept.
 fn assert_never_connects(publisher: &Publisher, waiting: usize, broker: &Mosquitto) {

@@ -306,3 +306,15 @@ impl Drop for Subscriber {
         let _ = self.client.try_disconnect();
     }
 }
+
+/// Polls `done` until it holds or `within` passes; returns whether it held.
+pub fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
