@@ -42,11 +42,13 @@ case "${1:-}" in
     # `mosquitto_sub -t 'cvedge/#' -v`); stopped again when the demo ends.
     if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
       printf 'listener 1883 127.0.0.1\nallow_anonymous true\n' > "${TMPDIR:-/tmp}/cvedge-demo-mosquitto.conf"
-      mosquitto -c "${TMPDIR:-/tmp}/cvedge-demo-mosquitto.conf" &
+      # Its own session, so Ctrl-C reaches only cvedge, which then says `stopped` to a live broker.
+      setsid mosquitto -c "${TMPDIR:-/tmp}/cvedge-demo-mosquitto.conf" &
       broker=$!
       trap 'kill $broker 2>/dev/null' EXIT
       sleep 0.5
     fi
+    trap ':' INT  # let cvedge handle Ctrl-C and stop cleanly; this script then stops the broker
     echo "cvedge run: predictions below and on mqtt://127.0.0.1:1883 (cvedge/#); Ctrl-C stops" >&2
     target/release/cvedge run
     ;;
