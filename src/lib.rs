@@ -19,7 +19,10 @@
 //!   `engine::tract`.
 //! - [`head`]: the final fully connected layer and its activation ([`head::Head`]), split out of the
 //!   export so a head trained on the device can replace it.
-//! - [`sink`]: where results go (JSON lines, a table; MQTT later) ([`sink::Sink`]).
+//! - [`sink`]: where results go (JSON lines, a table, MQTT) ([`sink::Sink`]).
+//!
+//! Around the stages: [`daemon`] (`cvedge run`: cameras, latest-frame-wins, smoothing, MQTT),
+//! [`config`] (its validated TOML), [`dataset`] (tagged captures for training).
 //!
 //! [`classifier::Classifier`] assembles package, preprocessing, engine and head from an export;
 //! [`prediction`] holds the cloud's prediction JSON.
@@ -27,6 +30,7 @@
 pub mod classifier;
 pub mod config;
 pub mod daemon;
+pub mod dataset;
 pub mod engine;
 pub mod error;
 mod fsutil;

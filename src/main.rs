@@ -60,6 +60,33 @@ enum RangeArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Save tagged frames for training: from a source (`--source SPEC --count N`) or existing
+    /// image files (`--import FILE...`), into DATA/<tag>/.
+    Capture {
+        /// The tag the images show.
+        #[arg(long)]
+        tag: String,
+        /// Camera or stream to capture from (same specs as `run --source`).
+        #[arg(long, conflicts_with = "import")]
+        source: Option<String>,
+        /// Image files to add instead.
+        #[arg(long, num_args = 1..)]
+        import: Vec<PathBuf>,
+        /// Frames to capture from the source.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Seconds between captured frames.
+        #[arg(long, default_value_t = 0.0)]
+        interval: f32,
+        /// The training data folder.
+        #[arg(long, default_value = "cvedge-data")]
+        data: PathBuf,
+    },
+    /// List the training data's tags and image counts (warns below the portal's 5 per tag).
+    Dataset {
+        #[arg(long, default_value = "cvedge-data")]
+        data: PathBuf,
+    },
     /// The daemon: classify camera frames in real time and publish over MQTT. With no options it
     /// runs the embedded default (bundled model, bundled photos, broker on localhost, printed).
     Run {
@@ -145,6 +172,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect { model, json } => inspect(&model, json),
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),
+        Command::Capture { tag, source, import, count, interval, data } => capture(&tag, source.as_deref(), &import, count, interval, &data),
+        Command::Dataset { data } => dataset(&data),
         Command::Run { config, model, source, mqtt, device, interval, state_dir, print, max_frames } => {
             let flags = RunFlags { model, source, mqtt, device, interval, state_dir, print };
             run(config, flags, max_frames)
@@ -374,5 +403,59 @@ fn run(path: Option<PathBuf>, flags: RunFlags, max_frames: Option<u64>) -> anyho
         });
     }
     daemon.run_until_signalled()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_added(added: &cvedge::dataset::Added) {
+    match added {
+        cvedge::dataset::Added::Stored(path) => println!("stored {}", path.display()),
+        cvedge::dataset::Added::Duplicate(path) => println!("duplicate {} (already tagged)", path.display()),
+    }
+}
+
+fn capture(tag: &str, source: Option<&str>, import: &[PathBuf], count: u64, interval: f32, data: &Path) -> anyhow::Result<ExitCode> {
+    cvedge::dataset::check_tag(tag)?;
+    anyhow::ensure!(interval >= 0.0 && interval.is_finite(), "--interval {interval} is not a number of seconds; use 0 or more");
+    let store = cvedge::dataset::Dataset::open(data)?;
+    let Some(spec) = source else {
+        anyhow::ensure!(!import.is_empty(), "nothing to capture: give --source SPEC or --import FILE...");
+        for file in import {
+            report_added(&store.import(tag, file)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let spec: cvedge::source::SourceSpec = spec.parse().map_err(|e: String| anyhow::anyhow!("--source: {e}"))?;
+    let mut source = cvedge::source::open(&spec, &cvedge::source::SourceOptions::default())?;
+    let mut captured = 0;
+    while captured < count {
+        match source.next_frame() {
+            Some(Ok(frame)) => {
+                report_added(&store.add_frame(tag, &frame)?);
+                captured += 1;
+                if captured < count {
+                    std::thread::sleep(std::time::Duration::from_secs_f32(interval));
+                }
+            }
+            Some(Err(e)) => eprintln!("warning: {e}"),
+            None => anyhow::bail!("{} stopped after {captured} of {count} frames; check the camera and capture the rest", spec.origin()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dataset(data: &Path) -> anyhow::Result<ExitCode> {
+    let store = cvedge::dataset::Dataset::open(data)?;
+    let counts = store.counts()?;
+    if counts.is_empty() {
+        println!("{}: no tagged images yet; add some with `cvedge capture --tag TAG ...`", data.display());
+    }
+    for (tag, n) in &counts {
+        let warning = if *n < cvedge::dataset::MIN_IMAGES_PER_TAG {
+            format!("  (needs at least {} to train)", cvedge::dataset::MIN_IMAGES_PER_TAG)
+        } else {
+            String::new()
+        };
+        println!("{n:>6}  {tag}{warning}");
+    }
     Ok(ExitCode::SUCCESS)
 }

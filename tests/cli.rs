@@ -243,3 +243,22 @@ fn run_talks_to_systemd() {
     }
     assert!(stopping, "no STOPPING=1");
 }
+
+#[test]
+fn capture_from_a_source_and_by_import_then_list_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let run = cvedge(&["capture", "--tag", "pattern", "--source", "synthetic:32x24@50", "--count", "3", "--data", data]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().filter(|l| l.starts_with("stored ")).count(), 3, "{}", run.stdout);
+    let run = cvedge(&["capture", "--tag", "cat", "--import", "models/samples/cat.jpg", "models/samples/cat.jpg", "--data", data]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("stored ") && run.stdout.contains("duplicate "), "{}", run.stdout);
+    let run = cvedge(&["dataset", "--data", data]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("     1  cat  (needs at least 5 to train)"), "{}", run.stdout);
+    assert!(run.stdout.contains("     3  pattern"), "{}", run.stdout);
+    assert_fails(&["capture", "--tag", "../escape", "--import", "models/samples/cat.jpg", "--data", data], &["cannot be a tag name"]);
+    assert_fails(&["capture", "--tag", "cat", "--import", "tests/data/not_an_image.jpg", "--data", data], &["not a readable image"]);
+}

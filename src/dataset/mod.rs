@@ -1,0 +1,157 @@
+//! The training data store: tagged captures in the common one-folder-per-tag layout
+//! (`DATA/<tag>/<hash>.<ext>`). An image in several tag folders has all those tags (multilabel).
+//! Files are named by a hash of their bytes, so adding the same picture twice to a tag is a no-op,
+//! and written atomically (temp file, fsync, rename), so a power cut never leaves half an image.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::source::{Frame, Pixels};
+
+/// The portal's minimum number of images per tag.
+pub const MIN_IMAGES_PER_TAG: usize = 5;
+
+const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
+
+pub struct Dataset {
+    root: PathBuf,
+}
+
+/// What [`Dataset::add`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    Stored(PathBuf),
+    /// The same bytes were already under this tag.
+    Duplicate(PathBuf),
+}
+
+/// A tag name that is safe as one folder name: no separators, not `.` or `..`, no control
+/// characters (tags arrive over MQTT too, and must never reach outside the data folder).
+pub fn check_tag(tag: &str) -> Result<()> {
+    let bad = tag.trim().is_empty()
+        || tag == "."
+        || tag == ".."
+        || tag.starts_with('.')
+        || tag.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    if bad {
+        return Err(Error::config("tag", format!("{tag:?} cannot be a tag name"), "use letters, digits, spaces, '-' or '_' (no '/', no leading '.')"));
+    }
+    Ok(())
+}
+
+impl Dataset {
+    pub fn open(root: impl AsRef<Path>) -> Result<Dataset> {
+        let root = root.as_ref().to_path_buf();
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        Ok(Dataset { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Stores encoded image bytes under `tag`; `extension` without the dot (`jpg`, `png`).
+    pub fn add(&self, tag: &str, bytes: &[u8], extension: &str) -> Result<Added> {
+        check_tag(tag)?;
+        let hash = sha1_smol::Sha1::from(bytes).digest().to_string();
+        let path = self.root.join(tag).join(format!("{}.{}", &hash[..20], extension.to_ascii_lowercase()));
+        if path.exists() {
+            return Ok(Added::Duplicate(path));
+        }
+        crate::fsutil::write_atomic(&path, bytes)?;
+        Ok(Added::Stored(path))
+    }
+
+    /// Stores a frame as the camera delivered it (JPEG bytes as they are; decoded pixels as PNG,
+    /// lossless).
+    pub fn add_frame(&self, tag: &str, frame: &Frame) -> Result<Added> {
+        match &frame.pixels {
+            Pixels::Encoded(bytes) => {
+                let extension = if bytes.starts_with(&[0xff, 0xd8]) { "jpg" } else { "png" };
+                self.add(tag, bytes, extension)
+            }
+            Pixels::Rgb(image) => {
+                let mut png = std::io::Cursor::new(Vec::new());
+                image
+                    .write_to(&mut png, image::ImageFormat::Png)
+                    .map_err(|e| Error::image(&frame.origin, format!("cannot encode the frame ({e})"), "report this as a bug"))?;
+                self.add(tag, png.get_ref(), "png")
+            }
+        }
+    }
+
+    /// Adds an existing image file (checked to be a readable image first).
+    pub fn import(&self, tag: &str, file: &Path) -> Result<Added> {
+        let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+        crate::source::decode(&bytes, &file.display().to_string())?;
+        let extension = file.extension().and_then(|e| e.to_str()).filter(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())).unwrap_or("jpg");
+        self.add(tag, &bytes, extension)
+    }
+
+    /// Images per tag, by folder.
+    pub fn counts(&self) -> Result<BTreeMap<String, usize>> {
+        let mut counts = BTreeMap::new();
+        let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !path.is_dir() || name.starts_with('.') {
+                continue;
+            }
+            let images = std::fs::read_dir(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .flatten()
+                .filter(|f| {
+                    let name = f.file_name().to_string_lossy().to_ascii_lowercase();
+                    !name.starts_with('.') && IMAGE_EXTENSIONS.iter().any(|e| name.ends_with(&format!(".{e}")))
+                })
+                .count();
+            counts.insert(name, images);
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_twice_under_one_tag_is_a_duplicate_under_two_tags_is_multilabel() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Dataset::open(dir.path()).unwrap();
+        let first = data.add("cat", b"jpeg bytes", "jpg").unwrap();
+        assert!(matches!(first, Added::Stored(_)));
+        assert!(matches!(data.add("cat", b"jpeg bytes", "jpg").unwrap(), Added::Duplicate(_)));
+        assert!(matches!(data.add("indoor", b"jpeg bytes", "jpg").unwrap(), Added::Stored(_)));
+        assert!(matches!(data.add("cat", b"other bytes", "JPG").unwrap(), Added::Stored(_)));
+        let counts = data.counts().unwrap();
+        assert_eq!(counts["cat"], 2);
+        assert_eq!(counts["indoor"], 1);
+        // No temporary files are left beside the images.
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("cat")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    }
+
+    #[test]
+    fn tags_cannot_escape_the_data_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Dataset::open(dir.path().join("data")).unwrap();
+        for tag in ["../evil", "..", "a/b", ".hidden", "", " ", "a\\b", "tab\there"] {
+            assert!(data.add(tag, b"x", "jpg").is_err(), "{tag:?} accepted");
+        }
+        assert!(!dir.path().join("evil").exists());
+        data.add("Dr. Pepper", b"x", "jpg").unwrap();
+    }
+
+    #[test]
+    fn import_refuses_files_that_are_not_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Dataset::open(dir.path().join("data")).unwrap();
+        let text = dir.path().join("notes.jpg");
+        std::fs::write(&text, "not an image").unwrap();
+        assert!(data.import("cat", &text).is_err());
+        assert!(data.counts().unwrap().is_empty());
+    }
+}
