@@ -40,6 +40,7 @@ pub mod prediction;
 pub mod preprocess;
 pub mod sink;
 pub mod source;
+pub mod train;
 
 pub use classifier::{Classifier, LoadOptions};
 pub use error::{Error, Result};
