@@ -7,12 +7,10 @@
 //! whatever shape the exporter gave them (Gemm with transB, MatMul + BiasAdd, FULLY_CONNECTED);
 //! a random probe then checks the tail really is affine before the split is accepted.
 
-use tract_core::floats::FloatPrecisionTranslator;
 use tract_core::internal::*;
 use tract_core::ops::cast::Cast;
 use tract_core::ops::einsum::EinSum;
 use tract_core::ops::nn::Softmax;
-use tract_core::transform::ModelTransform;
 
 use crate::head::{Activation, Head, LinearHead};
 
@@ -95,10 +93,6 @@ fn tail_model(model: &TypedModel, features: OutletId, tail: &[usize], logits: Ou
         }
     }
     out.select_output_outlets(&[mapping[&logits]])?;
-    if out.input_fact(0)?.datum_type == f16::datum_type() {
-        // Recover fp16 weights exactly: evaluate the tail in f32.
-        FloatPrecisionTranslator::new(f16::datum_type(), f32::datum_type()).transform(&mut out)?;
-    }
     Ok(out)
 }
 

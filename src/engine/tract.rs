@@ -206,7 +206,8 @@ pub fn load_tract(package: &ExportPackage, options: &EngineOptions) -> Result<Lo
     if input.dtype == TensorType::F16 {
         // No Pi (nor x86) core before ARMv8.2 computes in fp16: emulated fp16 is slower and
         // rounds at every op. Run fp16 exports in f32 (weights widened exactly) and feed the
-        // image as f16-rounded values, which are exact for 0..255 pixels.
+        // image as f16-rounded values, which are exact for 0..255 pixels. Done before the split,
+        // so the head's weights are the fp16 weights widened exactly.
         FloatPrecisionTranslator::new(f16::datum_type(), f32::datum_type())
             .transform(&mut model)
             .map_err(|e| engine_error(path, e))?;

@@ -5,6 +5,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+use super::stream_error::invalid;
 
 /// A status line or header longer than this is not HTTP.
 const MAX_LINE: u64 = 8 * 1024;
@@ -145,9 +146,6 @@ pub fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
 
 fn truncated(text: &str) -> String {
     text.chars().take(60).collect()

@@ -5,6 +5,7 @@
 //! always followed by 00 (a stuffed byte), a restart marker or the marker that ends the scan.
 
 use std::io::{self, BufRead};
+use super::stream_error::{ended_mid_frame, invalid};
 
 /// Reads the next JPEG (SOI to EOI inclusive), skipping anything before its SOI. `Ok(None)` when
 /// the stream ends between frames; an error when it ends inside one or a frame exceeds `max_bytes`.
@@ -21,7 +22,7 @@ pub fn read_jpeg(reader: &mut impl BufRead, max_bytes: usize) -> io::Result<Opti
             0x01 | 0xd0..=0xd7 => marker = next_marker(reader)?,
             _ => {
                 let mut length = [0; 2];
-                reader.read_exact(&mut length).map_err(cut)?;
+                reader.read_exact(&mut length).map_err(ended_mid_frame)?;
                 jpeg.extend(length);
                 let length = usize::from(u16::from_be_bytes(length));
                 if length < 2 {
@@ -30,7 +31,7 @@ pub fn read_jpeg(reader: &mut impl BufRead, max_bytes: usize) -> io::Result<Opti
                 check_size(jpeg.len() + length, max_bytes)?;
                 let start = jpeg.len();
                 jpeg.resize(start + length - 2, 0);
-                reader.read_exact(&mut jpeg[start..]).map_err(cut)?;
+                reader.read_exact(&mut jpeg[start..]).map_err(ended_mid_frame)?;
                 marker = if marker == 0xda { scan_entropy_data(reader, &mut jpeg, max_bytes)? } else { next_marker(reader)? };
             }
         }
@@ -80,7 +81,7 @@ fn scan_entropy_data(reader: &mut impl BufRead, jpeg: &mut Vec<u8>, max_bytes: u
     loop {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
-            return Err(cut(io::ErrorKind::UnexpectedEof.into()));
+            return Err(ended_mid_frame(io::ErrorKind::UnexpectedEof.into()));
         }
         let Some(ff) = buf.iter().position(|&b| b == 0xff) else {
             jpeg.extend_from_slice(buf);
@@ -105,7 +106,7 @@ fn scan_entropy_data(reader: &mut impl BufRead, jpeg: &mut Vec<u8>, max_bytes: u
 
 fn byte(reader: &mut impl BufRead) -> io::Result<u8> {
     let mut b = [0];
-    reader.read_exact(&mut b).map_err(cut)?;
+    reader.read_exact(&mut b).map_err(ended_mid_frame)?;
     Ok(b[0])
 }
 
@@ -116,16 +117,7 @@ fn check_size(len: usize, max_bytes: usize) -> io::Result<()> {
     Ok(())
 }
 
-fn cut(e: io::Error) -> io::Error {
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof => io::Error::new(io::ErrorKind::UnexpectedEof, "the stream ended in the middle of a JPEG frame"),
-        _ => e,
-    }
-}
 
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
 
 #[cfg(test)]
 mod tests {

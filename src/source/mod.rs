@@ -17,6 +17,7 @@ mod mjpeg;
 mod multipart;
 mod pace;
 mod spec;
+mod stream_error;
 mod synthetic;
 mod v4l;
 

@@ -8,6 +8,7 @@
 use std::io::{self, BufRead, Read};
 
 use super::http::read_line;
+use super::stream_error::{ended_mid_frame, invalid};
 
 /// Non-boundary bytes tolerated before a part (preamble, trailing CRLFs, a wrong Content-Length).
 const MAX_SKIP: usize = 64 * 1024;
@@ -40,7 +41,7 @@ impl<R: BufRead> Multipart<R> {
         self.at_part = false;
         let mut content_length = None;
         for count in 0.. {
-            let line = read_line(&mut self.reader).map_err(mid_frame)?;
+            let line = read_line(&mut self.reader).map_err(ended_mid_frame)?;
             if line.is_empty() {
                 break;
             }
@@ -60,7 +61,7 @@ impl<R: BufRead> Multipart<R> {
             }
             Some(n) => {
                 let mut body = vec![0; n as usize];
-                self.reader.read_exact(&mut body).map_err(mid_frame)?;
+                self.reader.read_exact(&mut body).map_err(ended_mid_frame)?;
                 Ok(Some(body))
             }
             None => self.read_to_delimiter().map(Some),
@@ -100,7 +101,7 @@ impl<R: BufRead> Multipart<R> {
             let limit = (self.max_part_bytes + 1 - start) as u64;
             let n = (&mut self.reader).take(limit).read_until(b'\n', &mut body)?;
             if n == 0 {
-                return Err(mid_frame(io::ErrorKind::UnexpectedEof.into()));
+                return Err(ended_mid_frame(io::ErrorKind::UnexpectedEof.into()));
             }
             if let Some(kind) = self.delimiter_kind(&body[start..]) {
                 body.truncate(start);
@@ -146,16 +147,7 @@ fn trim(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
-fn mid_frame(e: io::Error) -> io::Error {
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof => io::Error::new(io::ErrorKind::UnexpectedEof, "the stream closed in the middle of a frame"),
-        _ => e,
-    }
-}
 
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
 
 #[cfg(test)]
 mod tests {
