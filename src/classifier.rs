@@ -51,6 +51,9 @@ pub struct Classifier {
     pub facts: GraphFacts,
     pub kind: Kind,
     pub threshold: f32,
+    /// The iteration predictions name: the export's own, or the id of a head trained on the
+    /// device (empty when the export does not say).
+    pub iteration_id: String,
 }
 
 impl Classifier {
@@ -77,7 +80,8 @@ impl Classifier {
         if !(0.0..=1.0).contains(&threshold) {
             return Err(Error::Option(format!("threshold {threshold} is not a probability; use a value from 0 to 1")));
         }
-        Ok(Classifier { package, labels, preprocessor, engine: loaded.engine, head: loaded.head, facts: loaded.facts, kind, threshold })
+        let iteration_id = package.iteration_id().unwrap_or_default().to_owned();
+        Ok(Classifier { package, labels, preprocessor, engine: loaded.engine, head: loaded.head, facts: loaded.facts, kind, threshold, iteration_id })
     }
 
     /// Classifies one decoded, upright RGB image.

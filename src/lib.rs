@@ -33,6 +33,7 @@ pub mod daemon;
 pub mod dataset;
 pub mod engine;
 pub mod error;
+pub mod export;
 mod fsutil;
 pub mod head;
 pub mod package;

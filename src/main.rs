@@ -212,7 +212,7 @@ fn inspect(args: &ModelArgs, json: bool) -> anyhow::Result<ExitCode> {
         "format": c.package.format.to_string(),
         "flavor": c.package.flavor(),
         "generation": format!("{:?}", c.facts.generation),
-        "iteration": c.package.iteration_id(),
+        "iteration": (!c.iteration_id.is_empty()).then_some(&c.iteration_id),
         "input": c.engine.input().to_string(),
         "color": format!("{:?}", p.color).to_uppercase(),
         "range": match p.range { ValueRange::Byte => "0..255", ValueRange::Unit => "0..1" },
@@ -277,7 +277,7 @@ fn predict(args: &ModelArgs, threshold: f32, json: bool, timings: bool, images: 
     let classifier = load(args, Some(threshold))?;
     let stdout = std::io::stdout();
     let sink: Box<dyn Sink> = if json { Box::new(JsonLines::new(stdout)) } else { Box::new(Table::new(stdout)) };
-    let iteration = classifier.package.iteration_id().unwrap_or_default().to_owned();
+    let iteration = classifier.iteration_id.clone();
     let mut source = FileSource::new(expand(images));
     let mut failures = 0;
     loop {

@@ -116,7 +116,7 @@ impl Worker {
         }
         let classification = model.classify(&image)?;
         let probabilities = &classification.probabilities;
-        let iteration = model.package.iteration_id().unwrap_or_default().to_owned();
+        let iteration = model.iteration_id.clone();
         let mut response = PredictionResponse::new(&model.labels, probabilities, &iteration);
         response.camera = Some(self.camera.clone());
         response.seq = Some(self.seq.next()?);
