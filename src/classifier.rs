@@ -57,7 +57,17 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// Loads an export (zip, folder, model file), a trained iteration's folder, or an
+    /// iterations folder (its published iteration).
     pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Classifier> {
+        match crate::iteration::resolve(path.as_ref())? {
+            Some(dir) => crate::iteration::load_classifier(&dir, options),
+            None => Classifier::load_export(path, options),
+        }
+    }
+
+    /// Loads an export as it is, with the head it was exported with.
+    pub fn load_export(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Classifier> {
         let mut package = ExportPackage::load(path)?;
         let loaded = load_tract(&package, &options.engine)?;
         // The bytes live on inside the engine; no need to hold a second copy.

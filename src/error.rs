@@ -38,6 +38,14 @@ pub enum Error {
     #[error("{origin}: {problem}; {fix}")]
     Source { origin: String, problem: String, fix: String },
 
+    /// Training data or options that cannot produce a head.
+    #[error("cannot train: {problem}; {fix}")]
+    Training { problem: String, fix: String },
+
+    /// A trained iteration (or the folder of them) that is missing, damaged or misused.
+    #[error("{}: {problem}; {fix}", path.display())]
+    Iteration { path: PathBuf, problem: String, fix: String },
+
     #[error("inference failed: {0}; this is a bug or an unsupported model, please report it with `cvedge inspect` output")]
     Inference(String),
 

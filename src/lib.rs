@@ -36,6 +36,7 @@ pub mod error;
 pub mod export;
 mod fsutil;
 pub mod head;
+pub mod iteration;
 pub mod package;
 pub mod prediction;
 pub mod preprocess;

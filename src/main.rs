@@ -17,6 +17,8 @@ use cvedge::preprocess::{ColorOrder, Recipe, ValueRange};
 use cvedge::sink::{JsonLines, Outcome, Sink, Table};
 use cvedge::source::{FileSource, Source};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(name = "cvedge", version, about = "Run Azure Custom Vision classifier exports on the edge")]
 struct Cli {
@@ -26,7 +28,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct ModelArgs {
-    /// Export zip, export folder, or model file with labels.txt beside it.
+    /// Export zip, export folder, or model file with labels.txt beside it; or a trained
+    /// iteration's folder, or an iterations folder (its published iteration).
     #[arg(long, short)]
     model: PathBuf,
     /// Resize/crop recipe: legacy-square-256, shorter-side-256, shorter-side-<N>, stretch
@@ -87,6 +90,49 @@ enum Command {
         #[arg(long, default_value = "cvedge-data")]
         data: PathBuf,
     },
+    /// Train a new head on the export's backbone from DATA/<tag>/ images, evaluate it with k-fold
+    /// cross-validation and store it as an iteration; prints the iteration's folder.
+    Train {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The training data folder (one folder per tag).
+        #[arg(long, default_value = "cvedge-data")]
+        data: PathBuf,
+        /// Where iterations are kept.
+        #[arg(long, default_value = "cvedge-iterations")]
+        iterations: PathBuf,
+        /// Each tag judged on its own (sigmoids); default: one tag per image (softmax).
+        #[arg(long)]
+        multilabel: bool,
+        /// Cross-validation folds (below 2: no evaluation).
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Probability at or above which a tag counts as predicted in the evaluation.
+        #[arg(long, default_value_t = cvedge::classifier::DEFAULT_THRESHOLD)]
+        threshold: f32,
+        /// Augmented copies per image: 1 adds a mirror image, 2 also a jittered crop, ...
+        #[arg(long, default_value_t = 0)]
+        augment: usize,
+        /// Seed for the folds and augmentation (same seed, same data: same iteration).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// L2 penalty on the head's weights.
+        #[arg(long, default_value_t = cvedge::train::fit::FitOptions::default().l2)]
+        l2: f32,
+        /// Make the new iteration the published one.
+        #[arg(long)]
+        publish: bool,
+        /// Print one JSON object (portal names) instead of the table and the path.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, show, publish or delete trained iterations.
+    Iterations {
+        #[arg(long, default_value = "cvedge-iterations", global = true)]
+        iterations: PathBuf,
+        #[command(subcommand)]
+        command: cli::train::IterationsCommand,
+    },
     /// The daemon: classify camera frames in real time and publish over MQTT. With no options it
     /// runs the embedded default (bundled model, bundled photos, broker on localhost, printed).
     Run {
@@ -131,9 +177,10 @@ enum Command {
     Predict {
         #[command(flatten)]
         model: ModelArgs,
-        /// Probability at or above which a tag counts as detected (0..1).
-        #[arg(long, default_value_t = cvedge::classifier::DEFAULT_THRESHOLD)]
-        threshold: f32,
+        /// Probability at or above which a tag counts as detected (0..1; default 0.5, or the
+        /// threshold a trained iteration was evaluated at).
+        #[arg(long)]
+        threshold: Option<f32>,
         /// One cloud-format JSON object per image per line.
         #[arg(long)]
         json: bool,
@@ -174,6 +221,12 @@ fn main() -> ExitCode {
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),
         Command::Capture { tag, source, import, count, interval, data } => capture(&tag, source.as_deref(), &import, count, interval, &data),
         Command::Dataset { data } => dataset(&data),
+        Command::Train { model, data, iterations, multilabel, folds, threshold, augment, seed, l2, publish, json } => {
+            let fit = cvedge::train::fit::FitOptions { l2, ..Default::default() };
+            let options = cvedge::train::TrainOptions { multilabel, folds, threshold, augment, seed, fit };
+            model.options(None).and_then(|load| cli::train::train(&model.model, &load, &data, &iterations, &options, publish, json))
+        }
+        Command::Iterations { iterations, command } => cli::train::iterations(&iterations, &command),
         Command::Run { config, model, source, mqtt, device, interval, state_dir, print, max_frames } => {
             let flags = RunFlags { model, source, mqtt, device, interval, state_dir, print };
             run(config, flags, max_frames)
@@ -273,8 +326,9 @@ fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-fn predict(args: &ModelArgs, threshold: f32, json: bool, timings: bool, images: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let classifier = load(args, Some(threshold))?;
+fn predict(args: &ModelArgs, threshold: Option<f32>, json: bool, timings: bool, images: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let classifier = load(args, threshold)?;
+    let threshold = classifier.threshold;
     let stdout = std::io::stdout();
     let sink: Box<dyn Sink> = if json { Box::new(JsonLines::new(stdout)) } else { Box::new(Table::new(stdout)) };
     let iteration = classifier.iteration_id.clone();

@@ -18,6 +18,16 @@ pub struct Dataset {
     root: PathBuf,
 }
 
+/// One training image: its content hash, a file holding it, and every tag it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedImage {
+    /// SHA1 of the file's bytes, hex.
+    pub sha1: String,
+    pub path: PathBuf,
+    /// Sorted tag names (several for a multilabel image).
+    pub tags: Vec<String>,
+}
+
 /// What [`Dataset::add`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Added {
@@ -89,9 +99,9 @@ impl Dataset {
         self.add(tag, &bytes, extension)
     }
 
-    /// Images per tag, by folder.
-    pub fn counts(&self) -> Result<BTreeMap<String, usize>> {
-        let mut counts = BTreeMap::new();
+    /// Image files per tag folder, each list sorted (hidden folders and files skipped).
+    fn files_by_tag(&self) -> Result<BTreeMap<String, Vec<PathBuf>>> {
+        let mut tags = BTreeMap::new();
         let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
         for entry in entries.flatten() {
             let path = entry.path();
@@ -99,17 +109,55 @@ impl Dataset {
             if !path.is_dir() || name.starts_with('.') {
                 continue;
             }
-            let images = std::fs::read_dir(&path)
+            let mut images: Vec<PathBuf> = std::fs::read_dir(&path)
                 .map_err(|e| Error::io(&path, e))?
                 .flatten()
                 .filter(|f| {
                     let name = f.file_name().to_string_lossy().to_ascii_lowercase();
                     !name.starts_with('.') && IMAGE_EXTENSIONS.iter().any(|e| name.ends_with(&format!(".{e}")))
                 })
-                .count();
-            counts.insert(name, images);
+                .map(|f| f.path())
+                .collect();
+            images.sort();
+            tags.insert(name, images);
         }
-        Ok(counts)
+        Ok(tags)
+    }
+
+    /// Images per tag, by folder.
+    pub fn counts(&self) -> Result<BTreeMap<String, usize>> {
+        Ok(self.files_by_tag()?.into_iter().map(|(tag, files)| (tag, files.len())).collect())
+    }
+
+    /// Every distinct image (by content) with all its tags, sorted by hash so the order does not
+    /// depend on the filesystem. Reads every file once to hash it; nothing is decoded.
+    pub fn images(&self) -> Result<Vec<TaggedImage>> {
+        let mut by_hash: BTreeMap<String, TaggedImage> = BTreeMap::new();
+        for (tag, files) in self.files_by_tag()? {
+            for path in files {
+                let sha1 = file_sha1(&path)?;
+                let image = by_hash.entry(sha1.clone()).or_insert_with(|| TaggedImage { sha1, path: path.clone(), tags: vec![] });
+                if !image.tags.contains(&tag) {
+                    image.tags.push(tag.clone());
+                }
+            }
+        }
+        Ok(by_hash.into_values().collect())
+    }
+}
+
+/// SHA1 of a file's bytes, streamed (images can be large; a Pi has little memory).
+pub fn file_sha1(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = sha1_smol::Sha1::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(hasher.digest().to_string());
+        }
+        hasher.update(&buffer[..n]);
     }
 }
 
@@ -129,6 +177,10 @@ mod tests {
         let counts = data.counts().unwrap();
         assert_eq!(counts["cat"], 2);
         assert_eq!(counts["indoor"], 1);
+        let images = data.images().unwrap();
+        assert_eq!(images.len(), 2, "two distinct images");
+        let shared = images.iter().find(|i| i.sha1 == sha1_smol::Sha1::from(b"jpeg bytes").digest().to_string()).unwrap();
+        assert_eq!(shared.tags, ["cat", "indoor"]);
         // No temporary files are left beside the images.
         let names: Vec<String> = std::fs::read_dir(dir.path().join("cat")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");

@@ -28,6 +28,8 @@ pub struct ExportPackage {
     /// The model file, as a path for messages (inside a zip: `export.zip/app/model.tflite`).
     pub model_path: PathBuf,
     pub model_bytes: Vec<u8>,
+    /// SHA1 of the model file, hex: what a trained iteration records as its base.
+    pub model_sha1: String,
     pub format: ModelFormat,
     /// `labels.txt`, when the export has one (some 2018 ONNX exports keep tags in the graph).
     pub labels: Option<Vec<String>>,
@@ -154,8 +156,9 @@ impl ExportPackage {
             }),
             None => BTreeMap::new(),
         };
+        let model_sha1 = sha1_smol::Sha1::from(&model_bytes).digest().to_string();
         if let Some(expected) = manifest.as_ref().and_then(|m| m.model_file_sha1.as_deref()) {
-            let actual = sha1_smol::Sha1::from(&model_bytes).digest().to_string();
+            let actual = &model_sha1;
             if !actual.eq_ignore_ascii_case(expected.trim()) {
                 // Older exporters wrote a SHA1 that never matched; a mismatch is worth a warning,
                 // never a refusal.
@@ -165,7 +168,7 @@ impl ExportPackage {
                 ));
             }
         }
-        Ok(ExportPackage { origin, model_path, model_bytes, format, labels, manifest, metadata, warnings })
+        Ok(ExportPackage { origin, model_path, model_bytes, model_sha1, format, labels, manifest, metadata, warnings })
     }
 
     /// The Custom Vision iteration id, when the manifest has one.

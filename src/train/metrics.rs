@@ -23,7 +23,7 @@
 //!   including folds where a tag had no positives (and so recall and AP 0); stratified folds
 //!   ([`super::folds::stratified_k_folds`]) avoid those.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::EvaluationError;
 
@@ -53,7 +53,7 @@ pub struct Metrics {
 }
 
 /// One tag's numbers over all folds, named as in the portal's `perTagPerformance` JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TagSummary {
     pub name: String,
@@ -65,7 +65,7 @@ pub struct TagSummary {
 }
 
 /// An iteration's numbers over all folds, named as in the portal's iteration performance JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub per_tag_performance: Vec<TagSummary>,

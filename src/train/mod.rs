@@ -11,8 +11,14 @@
 //!
 //! Nothing here runs a model: callers produce the probabilities with a [`crate::head::Head`].
 
+pub mod augment;
+pub mod features;
+pub mod fit;
 pub mod folds;
 pub mod metrics;
+mod trainer;
+
+pub use trainer::{train, Bars, Progress, Quiet, TrainOptions, Trained};
 
 /// Inputs the evaluation cannot make sense of. Kept local to training (rather than in
 /// [`crate::Error`]) because these are caller bugs in the trainer, not user-facing conditions.

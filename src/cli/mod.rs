@@ -1,0 +1,3 @@
+//! Subcommands too long to live in `main.rs`; each file is one family of commands.
+
+pub mod train;
