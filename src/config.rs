@@ -10,6 +10,9 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::source::SourceSpec;
 
+/// The data folder's subfolder for review frames: a dot-folder, which is never a tag.
+pub const REVIEW_DIR: &str = ".review";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -27,9 +30,16 @@ pub struct Config {
     /// Sequence counters and the MQTT outbox live here.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// The training data folder (`DATA/<tag>/`), where MQTT capture commands and review frames
+    /// are saved; the same default as `cvedge capture --data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
     /// Print every prediction as a JSON line on stdout too.
     #[serde(default)]
     pub print: bool,
+    /// Keep low-confidence frames for a technician to tag; absent: off.
+    #[serde(default)]
+    pub review: Option<ReviewConfig>,
     #[serde(default)]
     pub mqtt: Option<MqttConfig>,
     #[serde(default, rename = "camera")]
@@ -69,6 +79,23 @@ pub struct MqttConfig {
     /// Home Assistant discovery prefix; empty turns discovery off.
     #[serde(default = "default_discovery")]
     pub discovery_prefix: String,
+}
+
+/// `[review]`: frames whose best probability is below `below` are saved to
+/// `DATA/.review/<camera>/`, at most one per camera per `interval_s`, keeping the newest
+/// `max_images` per camera.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// Probability (0..1] under which the best tag counts as unsure.
+    #[serde(default = "default_review_below")]
+    pub below: f32,
+    /// Review images kept per camera; the oldest are deleted beyond this.
+    #[serde(default = "default_review_max")]
+    pub max_images: usize,
+    /// At most one review image per camera per this many seconds (0: every unsure frame).
+    #[serde(default = "default_review_interval")]
+    pub interval_s: f32,
 }
 
 /// A value that must not show up in logs: `{:?}` prints `<redacted>`.
@@ -124,6 +151,18 @@ fn default_consecutive() -> u32 {
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from("cvedge-state")
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("cvedge-data")
+}
+fn default_review_below() -> f32 {
+    0.5
+}
+fn default_review_max() -> usize {
+    200
+}
+fn default_review_interval() -> f32 {
+    10.0
 }
 fn default_prefix() -> String {
     "cvedge".to_owned()
@@ -205,6 +244,20 @@ impl Config {
                 }
             }
         }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::config("data_dir", "is empty", "name a folder, e.g. \"/var/lib/cvedge/data\""));
+        }
+        if let Some(review) = &self.review {
+            if !(review.below > 0.0 && review.below <= 1.0) {
+                return Err(Error::config("review.below", format!("{} is not a probability above 0", review.below), "use a value in (0, 1], e.g. 0.5"));
+            }
+            if review.max_images == 0 {
+                return Err(Error::config("review.max_images", "must be at least 1", "use e.g. 200, or remove [review] to turn review off"));
+            }
+            if !(review.interval_s >= 0.0 && review.interval_s.is_finite()) {
+                return Err(Error::config("review.interval_s", format!("{} is not a number of seconds", review.interval_s), "use 0 or more, e.g. 10"));
+            }
+        }
         if let Some(mqtt) = &mut self.mqtt {
             check_topic_safe("mqtt.prefix", &mqtt.prefix)?;
             if mqtt.qos_predictions > 2 || mqtt.qos_state > 2 || mqtt.qos_status > 2 {
@@ -221,6 +274,11 @@ impl Config {
 
     pub fn camera_interval(camera: &CameraConfig) -> Duration {
         Duration::from_secs_f32(camera.interval_s)
+    }
+
+    /// The review folder of one camera: a dot-folder, so `cvedge dataset` and training skip it.
+    pub fn review_dir(&self, camera: &str) -> PathBuf {
+        self.data_dir.join(REVIEW_DIR).join(camera)
     }
 }
 
@@ -266,6 +324,8 @@ mod tests {
         assert_eq!(c.consecutive, 3);
         assert!(c.mqtt.is_none());
         assert!(c.cameras[0].loop_files);
+        assert_eq!(c.data_dir, PathBuf::from("cvedge-data"));
+        assert!(c.review.is_none(), "review is off by default");
         Config::embedded_default();
     }
 
@@ -286,6 +346,11 @@ mod tests {
     rejects!(wildcard_name, "model = \"m\"\n[[camera]]\nname = \"a/b\"\nsource = \"synthetic\"\n", "camera[0].name", "MQTT topic level");
     rejects!(bad_source, "model = \"m\"\n[[camera]]\nname = \"a\"\nsource = \"carrier-pigeon\"\n", "camera[0].source");
     rejects!(missing_secret, &format!("{MINIMAL}[mqtt]\nurl = \"mqtt://h\"\npassword = \"${{CVEDGE_TEST_UNSET_SECRET}}\"\n"), "mqtt.password", "CVEDGE_TEST_UNSET_SECRET");
+    rejects!(review_below_zero, &format!("{MINIMAL}[review]\nbelow = 0.0\n"), "review.below", "(0, 1]");
+    rejects!(review_no_images, &format!("{MINIMAL}[review]\nmax_images = 0\n"), "review.max_images", "at least 1");
+    rejects!(review_bad_interval, &format!("{MINIMAL}[review]\ninterval_s = -1.0\n"), "review.interval_s");
+    rejects!(review_unknown_key, &format!("{MINIMAL}[review]\nbellow = 0.4\n"), "unknown field `bellow`");
+    rejects!(empty_data_dir, &format!("data_dir = \"\"\n{MINIMAL}"), "data_dir", "name a folder");
     rejects!(garbage, "\u{0}\u{1}[[[ not toml", "config");
 
     #[test]
@@ -293,6 +358,15 @@ mod tests {
         let c = Config::parse(include_str!("../cross/cvedge.toml"), "cross/cvedge.toml").unwrap();
         assert_eq!(c.cameras[0].source, "v4l:/dev/video0");
         assert_eq!(c.mqtt.unwrap().discovery_prefix, "homeassistant");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/cvedge/data"));
+        assert!(c.review.is_none(), "the example leaves review off");
+    }
+
+    #[test]
+    fn review_keys_get_defaults_and_a_review_folder_per_camera() {
+        let c = Config::parse(&format!("data_dir = \"/d\"\n{MINIMAL}[review]\nbelow = 1.0\n"), "t").unwrap();
+        assert_eq!(c.review, Some(ReviewConfig { below: 1.0, max_images: 200, interval_s: 10.0 }));
+        assert_eq!(c.review_dir("door"), PathBuf::from("/d/.review/door"));
     }
 
     #[test]

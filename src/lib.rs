@@ -21,7 +21,8 @@
 //!   export so a head trained on the device can replace it.
 //! - [`sink`]: where results go (JSON lines, a table, MQTT) ([`sink::Sink`]).
 //!
-//! Around the stages: [`daemon`] (`cvedge run`: cameras, latest-frame-wins, smoothing, MQTT),
+//! Around the stages: [`daemon`] (`cvedge run`: cameras, latest-frame-wins, smoothing, MQTT,
+//! capture commands and review frames),
 //! [`config`] (its validated TOML), [`dataset`] (tagged captures for training).
 //!
 //! [`classifier::Classifier`] assembles package, preprocessing, engine and head from an export;

@@ -1,5 +1,6 @@
 //! `cvedge run` against real brokers: what an MQTT subscriber and Home Assistant see, the last
-//! will when the daemon is killed, and a camera stream that dies and comes back.
+//! will when the daemon is killed, a camera stream that dies and comes back, capture commands
+//! and review frames.
 
 mod broker;
 mod common;
@@ -232,4 +233,166 @@ fn the_reload_command_reloads_over_mqtt() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(reported, "the reload command was not acted on");
+}
+
+/// A daemon running its main loop (commands included) on a thread, as `cvedge run` does.
+struct Running {
+    counters: cvedge::daemon::Counters,
+    shutdown: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<cvedge::Result<()>>>,
+}
+
+impl Running {
+    fn start(config: Config) -> Running {
+        let daemon = Daemon::start(config, None).unwrap();
+        let (counters, shutdown) = (daemon.counters(), daemon.shutdown_flag());
+        Running { counters, shutdown, thread: Some(std::thread::spawn(move || daemon.run())) }
+    }
+
+    /// Waits until `more` frames beyond the count now are classified.
+    fn classifies(&self, more: u64) -> bool {
+        let target = self.counters.classified() + more;
+        broker::wait_until(WAIT, || self.counters.classified() >= target)
+    }
+
+    fn stop(mut self) {
+        self.shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap().unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Image files in a folder (no temporary dot-files), sorted.
+fn images_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.')).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// `extra` goes after the camera's keys: more of them, or a table.
+fn capture_config(port: u16, device: &str, dir: &std::path::Path, source: &str, extra: &str) -> Config {
+    let text = format!(
+        "model = \"{}\"\ndevice = \"{device}\"\nstate_dir = \"{}\"\ndata_dir = \"{}\"\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nkeep_alive_s = 5\n\
+         [[camera]]\nname = \"door\"\nsource = \"{source}\"\nfps = 10\n{extra}",
+        repo().join("models/demo").display(),
+        dir.join("state").display(),
+        dir.join("data").display(),
+    );
+    Config::parse(&text, "test").unwrap()
+}
+
+/// Waits for a capture report in one of the final states (not `running`).
+fn final_report(sub: &Subscriber, topic: &str) -> serde_json::Value {
+    let m = sub.wait_for(WAIT, |m| m.topic == topic && !m.text().contains("\"running\"")).unwrap_or_else(|| panic!("no final report on {topic}"));
+    json(&m)
+}
+
+#[test]
+fn a_capture_command_saves_that_many_distinct_frames_as_the_camera_sent_them() {
+    let port = broker::rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(port, "technician", false, &["cvedge/shop/#"]);
+    let source = format!("file:{}", repo().join("models/samples").display());
+    // The region of interest is only what is classified: the whole frame is saved.
+    let daemon = Running::start(capture_config(port, "shop", dir.path(), &source, "roi = [0, 0, 64, 64]\n"));
+    assert!(sub.wait_topic("cvedge/shop/door/predictions", WAIT).is_some(), "daemon not classifying");
+
+    sub.publish("cvedge/shop/door/capture", r#"{"tag": "cat", "count": 3}"#, false);
+    let report = final_report(&sub, "cvedge/shop/door/capture/result");
+    assert_eq!(report["state"], "done", "{report}");
+    assert_eq!((report["tag"].as_str(), report["requested"].as_u64(), report["saved"].as_u64(), report["errors"].as_u64()), (Some("cat"), Some(3), Some(3), Some(0)), "{report}");
+
+    let saved = images_in(&dir.path().join("data/cat"));
+    assert_eq!(saved.len(), 3, "{saved:?}");
+    let samples: Vec<Vec<u8>> = images_in(&repo().join("models/samples")).iter().filter(|p| p.extension().is_some_and(|e| e == "jpg")).map(|p| std::fs::read(p).unwrap()).collect();
+    let bytes: Vec<Vec<u8>> = saved.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    for (path, b) in saved.iter().zip(&bytes) {
+        assert!(samples.contains(b), "{} is not a source frame's JPEG bytes as they were", path.display());
+        assert_eq!(path.extension().unwrap(), "jpg");
+    }
+    assert!(bytes[0] != bytes[1] && bytes[1] != bytes[2] && bytes[0] != bytes[2], "the same frame was saved twice");
+
+    assert!(daemon.classifies(3), "classification stopped after the capture");
+    assert!(!dir.path().join("data/.review").exists(), "review frames were kept although review is off");
+    daemon.stop();
+}
+
+#[test]
+fn bad_capture_commands_are_refused_and_reported_and_the_daemon_goes_on() {
+    let port = broker::rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    let sub = Subscriber::connect(port, "prankster", false, &["cvedge/lab/#"]);
+    let daemon = Running::start(capture_config(port, "lab", dir.path(), "synthetic:64x64@10", ""));
+    assert!(sub.wait_topic("cvedge/lab/door/predictions", WAIT).is_some(), "daemon not classifying");
+    let result = "cvedge/lab/door/capture/result";
+    let refused = |n: u64| broker::wait_until(WAIT, || daemon.counters.stats().refused_commands >= n);
+
+    sub.publish("cvedge/lab/door/capture", "cat please", false);
+    let report = final_report(&sub, result);
+    assert_eq!(report["state"], "refused", "{report}");
+    let why = report["last_error"].as_str().unwrap();
+    assert!(why.contains("cannot read") && why.contains(r#"{"tag": "TAG", "count": N}"#), "{why}");
+
+    sub.publish("cvedge/lab/door/capture", r#"{"tag": "../x", "count": 2}"#, false);
+    let report = final_report(&sub, result);
+    assert_eq!((report["state"].as_str(), report["tag"].as_str()), (Some("refused"), Some("../x")), "{report}");
+    assert!(report["last_error"].as_str().unwrap().contains("cannot be a tag"), "{report}");
+
+    sub.publish("cvedge/lab/garage/capture", r#"{"tag": "cat"}"#, false);
+    sub.publish("cvedge/lab/command", "reboot", false);
+    assert!(refused(4), "refused: {:?}", daemon.counters.stats());
+    assert!(sub.drain().iter().all(|m| m.topic != "cvedge/lab/garage/capture/result"), "an unknown camera got a result topic");
+
+    // A write error (as from a full disk: here the tag's folder cannot be made) fails the
+    // capture, with the reason, and nothing else.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("blocked"), "a file where the tag folder should be").unwrap();
+    sub.publish("cvedge/lab/door/capture", r#"{"tag": "blocked", "count": 5}"#, false);
+    let report = final_report(&sub, result);
+    assert_eq!((report["state"].as_str(), report["saved"].as_u64(), report["errors"].as_u64()), (Some("failed"), Some(0), Some(3)), "{report}");
+    assert!(report["last_error"].as_str().unwrap().contains("blocked"), "{report}");
+
+    // Still classifying, still obeying: a good command after the bad ones is carried out.
+    assert!(daemon.classifies(3), "classification stopped");
+    sub.publish("cvedge/lab/door/capture", r#"{"tag": "ok"}"#, false);
+    let report = final_report(&sub, result);
+    assert_eq!((report["state"].as_str(), report["saved"].as_u64()), (Some("done"), Some(1)), "{report}");
+    let folders: Vec<_> = std::fs::read_dir(&data).unwrap().flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name()).collect();
+    assert_eq!(folders, ["ok"], "only the good tag has a folder");
+    assert!(!dir.path().join("x").exists());
+    assert_eq!(images_in(&data.join("ok")).len(), 1);
+    daemon.stop();
+}
+
+#[test]
+fn review_keeps_at_most_max_images_of_the_unsure_frames() {
+    let port = broker::rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    // below = 1.0: every frame is unsure; interval_s = 0: no rate limit, so the folder overflows.
+    let config = capture_config(port, "rev", dir.path(), "synthetic:64x64@20", "[review]\nbelow = 1.0\nmax_images = 3\ninterval_s = 0\n");
+    let daemon = Running::start(config);
+    let review = dir.path().join("data/.review/door");
+    let mut first = None;
+    let rotated = broker::wait_until(WAIT, || {
+        let files = images_in(&review);
+        assert!(files.len() <= 3, "{} review images: {files:?}", files.len());
+        if files.len() == 3 && first.is_none() {
+            first = Some(files[0].clone());
+        }
+        first.as_ref().is_some_and(|f| !f.exists())
+    });
+    assert!(rotated, "the review folder never filled and rotated: {:?}", images_in(&review));
+    assert!(images_in(&review).iter().all(|p| p.extension().unwrap() == "png"), "raw frames are kept as PNG");
+    assert!(!dir.path().join("data").read_dir().unwrap().flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.')), "review frames are not a tag");
+    daemon.stop();
+    assert!(images_in(&review).len() <= 3);
 }

@@ -5,15 +5,24 @@
 //! ([`camera::Capture`]) that opens the source, reopens it with backoff when it fails and always
 //! replaces the waiting frame with the newest, and a classification thread ([`worker::Worker`])
 //! that classifies the latest frame, numbers it ([`seq::SeqCounter`]), smooths the state
-//! ([`smoothing::Smoother`]) and hands results to the sinks (MQTT, stdout). The main thread waits
-//! for signals: SIGINT/SIGTERM stop (workers drain, the publisher sends `stopped` and flushes its
-//! outbox), SIGHUP (or an MQTT `reload` command) re-reads the configuration: the model is swapped
-//! (the old one stays if the new one fails to load) and changed cameras are restarted. With systemd, readiness and watchdog pings are sent from
+//! ([`smoothing::Smoother`]) and hands results to the sinks (MQTT, stdout), then offers the frame
+//! to a third thread, the camera's saver ([`saver`]), which writes frames asked for by a capture
+//! command or kept for review without ever holding up classification.
+//!
+//! The main thread waits for signals and MQTT commands ([`command`], parsed once and dispatched
+//! here): SIGINT/SIGTERM stop (workers drain, the publisher sends `stopped` and flushes its
+//! outbox), SIGHUP (or the `reload` command) re-reads the configuration: the model is swapped
+//! (the old one stays if the new one fails to load) and changed cameras are restarted; a capture
+//! command goes to its camera's saver. With systemd, readiness and watchdog pings are sent from
 //! the main loop only while every worker's heartbeat is fresh, so a wedged pipeline trips the
 //! watchdog.
 
 pub mod camera;
+mod capture;
+pub mod command;
 mod publish;
+mod review;
+mod saver;
 pub mod seq;
 pub mod slot;
 pub mod smoothing;
@@ -32,6 +41,7 @@ use crate::sink::mqtt::Publisher;
 use crate::sink::{JsonLines, Sink};
 use crate::source::{SourceOptions, SourceSpec};
 
+use command::{Command, Refused};
 use slot::LatestFrame;
 use worker::{CurrentModel, Worker};
 
@@ -51,6 +61,7 @@ pub struct Daemon {
     counters: Counters,
     started: Instant,
     shutdown: Arc<AtomicBool>,
+    hangup: Arc<AtomicBool>,
 }
 
 /// One camera's threads and the switch that stops them.
@@ -58,17 +69,20 @@ struct RunningCamera {
     config: CameraConfig,
     slot: Arc<LatestFrame>,
     worker: JoinHandle<()>,
+    saver: saver::SaverHandle,
     heartbeat: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
 impl RunningCamera {
-    /// Stops the worker (joined) and the capture thread (not joined: a read may block until its
-    /// timeout; it exits at its next frame or error).
+    /// Stops the worker and the saver (joined: a frame being written is finished) and the capture
+    /// thread (not joined: a read may block until its timeout; it exits at its next frame or
+    /// error).
     fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.slot.close();
         let _ = self.worker.join();
+        self.saver.join();
     }
 }
 
@@ -77,6 +91,8 @@ impl RunningCamera {
 pub struct DaemonStats {
     pub classified: u64,
     pub skipped: u64,
+    /// MQTT commands refused (bad payload or tag, unknown camera or command).
+    pub refused_commands: u64,
 }
 
 /// Shared handles on the daemon's counters (totals across camera restarts).
@@ -84,6 +100,7 @@ pub struct DaemonStats {
 pub struct Counters {
     classified: Arc<AtomicU64>,
     skipped: Arc<AtomicU64>,
+    refused_commands: Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -96,7 +113,7 @@ impl Counters {
     }
 
     pub fn stats(&self) -> DaemonStats {
-        DaemonStats { classified: self.classified(), skipped: self.skipped() }
+        DaemonStats { classified: self.classified(), skipped: self.skipped(), refused_commands: self.refused_commands.load(Ordering::Relaxed) }
     }
 }
 
@@ -131,6 +148,7 @@ impl Daemon {
             counters: Counters::default(),
             started: Instant::now(),
             shutdown: Arc::new(AtomicBool::new(false)),
+            hangup: Arc::new(AtomicBool::new(false)),
             config_path,
             config,
         };
@@ -162,6 +180,8 @@ impl Daemon {
             backoff_min: camera::BACKOFF_MIN,
         };
         spawn(format!("capture-{}", camera.name), move || capture.run())?;
+        let review = self.config.review.as_ref().map(|r| (r, self.config.review_dir(&camera.name)));
+        let (saver, tap) = saver::start(&camera.name, self.config.data_dir.clone(), review, self.sinks.clone())?;
         let heartbeat = Arc::new(AtomicU64::new(self.started.elapsed().as_millis() as u64));
         let worker = Worker {
             camera: camera.name.clone(),
@@ -177,9 +197,10 @@ impl Daemon {
             started: self.started,
             classified: self.counters.classified.clone(),
             shutdown: stop.clone(),
+            tap,
         };
         let worker = spawn(format!("classify-{}", camera.name), move || worker.run())?;
-        Ok(RunningCamera { config: camera, slot, worker, heartbeat, stop })
+        Ok(RunningCamera { config: camera, slot, worker, saver, heartbeat, stop })
     }
 
     pub fn stats(&self) -> DaemonStats {
@@ -210,8 +231,9 @@ impl Daemon {
 
     /// Re-reads the configuration file (if any): swaps in its model (the running one stays if the
     /// new one fails to load), applies `threshold` and `consecutive`, and starts, stops or
-    /// restarts cameras whose settings changed; the others keep running untouched. MQTT and
-    /// `state_dir` changes apply at the next restart (the MQTT session is never dropped).
+    /// restarts cameras whose settings changed; the others keep running untouched (every camera
+    /// restarts when `consecutive`, `data_dir` or `[review]` changed). MQTT and `state_dir`
+    /// changes apply at the next restart (the MQTT session is never dropped).
     pub fn reload(&mut self) -> Result<()> {
         let config = match &self.config_path {
             Some(path) => Config::load(path)?,
@@ -223,13 +245,15 @@ impl Daemon {
         if config.mqtt.as_ref().map(|m| &m.url) != self.config.mqtt.as_ref().map(|m| &m.url) || config.state_dir != self.config.state_dir {
             log::warn!("MQTT and state_dir changes apply when cvedge restarts");
         }
-        let consecutive_changed = config.consecutive != self.config.consecutive;
+        let restart_all = config.consecutive != self.config.consecutive || config.data_dir != self.config.data_dir || config.review != self.config.review;
         self.config.model = config.model.clone();
         self.config.threshold = config.threshold;
         self.config.consecutive = config.consecutive;
+        self.config.data_dir = config.data_dir.clone();
+        self.config.review = config.review.clone();
         let (keep, retire): (Vec<RunningCamera>, Vec<RunningCamera>) = std::mem::take(&mut self.cameras)
             .into_iter()
-            .partition(|running| !consecutive_changed && config.cameras.iter().any(|c| c == &running.config));
+            .partition(|running| !restart_all && config.cameras.iter().any(|c| c == &running.config));
         for running in retire {
             let name = running.config.name.clone();
             running.stop();
@@ -255,6 +279,48 @@ impl Daemon {
         self.shutdown.clone()
     }
 
+    /// A handle other threads (the SIGHUP handler, tests) set to ask [`Daemon::run`] to reload.
+    pub fn reload_flag(&self) -> Arc<AtomicBool> {
+        self.hangup.clone()
+    }
+
+    /// Carries out one MQTT command; returns whether it asks for a reload (done by the caller,
+    /// once however many arrived). Refusals are logged, counted and, for a known camera's
+    /// capture, reported on its result topic.
+    fn command(&self, topic: &str, payload: &[u8]) -> bool {
+        match command::parse(topic, payload) {
+            Ok(Command::Reload) => return true,
+            Ok(Command::Capture { camera, request }) => match self.cameras.iter().find(|c| c.config.name == camera) {
+                Some(running) => running.saver.capture(request),
+                None => self.refuse(Refused {
+                    problem: format!("there is no camera '{camera}'"),
+                    topic: topic.to_string(),
+                    camera: Some(camera),
+                    tag: Some(request.tag),
+                    expected: "the capture to one of this device's cameras",
+                }),
+            },
+            Err(refused) => self.refuse(refused),
+        }
+        false
+    }
+
+    fn refuse(&self, refused: Refused) {
+        self.counters.refused_commands.fetch_add(1, Ordering::Relaxed);
+        let known = refused.camera.as_deref().filter(|c| self.cameras.iter().any(|r| r.config.name == *c));
+        if refused.camera.is_some() && known.is_none() {
+            log::warn!("{refused} (cameras here: {})", self.camera_names().join(", "));
+        } else {
+            log::warn!("{refused}");
+        }
+        if let Some(camera) = known {
+            let report = capture::CaptureJob::refused(refused.tag.as_deref().unwrap_or(""), refused.to_string()).report();
+            for sink in self.sinks.iter() {
+                let _ = sink.capture_result(camera, &report);
+            }
+        }
+    }
+
     pub fn publisher(&self) -> Option<&Publisher> {
         self.publisher.as_ref()
     }
@@ -276,15 +342,20 @@ impl Daemon {
         Ok(())
     }
 
-    /// Runs until SIGINT/SIGTERM: reloads on SIGHUP or an MQTT `reload` command, and talks to
-    /// systemd (readiness, watchdog driven by pipeline progress).
-    pub fn run_until_signalled(mut self) -> Result<()> {
-        let terminate = Arc::new(AtomicBool::new(false));
-        let hangup = Arc::new(AtomicBool::new(false));
+    /// Runs until SIGINT/SIGTERM: reloads on SIGHUP, and otherwise as [`Daemon::run`].
+    pub fn run_until_signalled(self) -> Result<()> {
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, terminate.clone()).map_err(|e| Error::Inference(format!("signal handler: {e}")))?;
+            signal_hook::flag::register(signal, self.shutdown.clone()).map_err(|e| Error::Inference(format!("signal handler: {e}")))?;
         }
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone()).map_err(|e| Error::Inference(format!("signal handler: {e}")))?;
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, self.hangup.clone()).map_err(|e| Error::Inference(format!("signal handler: {e}")))?;
+        self.run()
+    }
+
+    /// The main loop, without signal handlers (tests, embedders): runs until
+    /// [`Daemon::shutdown_flag`] is set, then stops. Carries out MQTT commands, reloads when
+    /// [`Daemon::reload_flag`] is set, and talks to systemd (readiness, watchdog driven by
+    /// pipeline progress).
+    pub fn run(mut self) -> Result<()> {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let mut watchdog = None;
         let mut usec = 0u64;
@@ -293,10 +364,12 @@ impl Daemon {
         }
         let commands = self.publisher.as_ref().map(|p| p.commands());
         let mut last_ping = Instant::now();
-        while !terminate.load(Ordering::Relaxed) && !self.shutdown.load(Ordering::Relaxed) {
+        while !self.shutdown.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
-            let reload_asked = hangup.swap(false, Ordering::Relaxed)
-                || commands.as_ref().is_some_and(|rx| rx.try_iter().any(|(topic, payload)| topic.ends_with("/command") && payload.trim_ascii() == b"reload"));
+            let mut reload_asked = self.hangup.swap(false, Ordering::Relaxed);
+            for (topic, payload) in commands.iter().flat_map(|rx| rx.try_iter()) {
+                reload_asked |= self.command(&topic, &payload);
+            }
             if reload_asked {
                 if let Err(e) = self.reload() {
                     log::error!("reload failed, keeping the running model: {e}");

@@ -54,4 +54,9 @@ impl Sink for Publisher {
         Publisher::camera_status(self, camera, online);
         Ok(())
     }
+
+    fn capture_result(&self, camera: &str, report: &[u8]) -> std::io::Result<()> {
+        Publisher::capture_result(self, camera, report.to_vec());
+        Ok(())
+    }
 }

@@ -1,12 +1,15 @@
 //! A camera's classification thread: takes the latest frame, crops the region of interest,
 //! classifies it with whatever model is current (hot-swappable), numbers it, smooths the camera
-//! state and hands everything to the sinks.
+//! state and hands everything to the sinks. Then it offers the whole frame (not the crop) to the
+//! camera's saver ([`FrameTap`]) for a capture command or review; a JPEG frame keeps its bytes
+//! through decoding for that, so saving it costs no copy and no re-encoding here.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::saver::FrameTap;
 use super::seq::SeqCounter;
 use super::slot::{LatestFrame, Taken};
 use super::smoothing::Smoother;
@@ -14,6 +17,7 @@ use crate::classifier::Classifier;
 use crate::error::{Error, Result};
 use crate::prediction::{utc, PredictionResponse};
 use crate::sink::{Outcome, Sink};
+use crate::source::{decode, Frame, Pixels};
 
 /// The model every worker uses; replaced whole on reload, so a frame is always classified by one
 /// consistent model and in-flight frames finish on the old one.
@@ -50,6 +54,8 @@ pub struct Worker {
     pub started: Instant,
     pub classified: Arc<AtomicU64>,
     pub shutdown: Arc<AtomicBool>,
+    /// Where captured and review frames go.
+    pub tap: FrameTap,
 }
 
 /// The retained state document: `{"state","tags","scores","iteration","time"}`; `state` is the best
@@ -95,9 +101,7 @@ impl Worker {
                 model = current;
                 smoother = self.smoother(&model);
             }
-            if let Err(e) = self.classify(&model, &mut smoother, frame, skipped) {
-                log::warn!("camera {}: {e}", self.camera);
-            }
+            self.handle(&model, &mut smoother, frame, skipped);
         }
     }
 
@@ -105,16 +109,44 @@ impl Worker {
         Smoother::new(self.consecutive, self.threshold.unwrap_or(model.threshold), model.kind)
     }
 
-    fn classify(&mut self, model: &Classifier, smoother: &mut Smoother, frame: crate::source::Frame, skipped: u64) -> Result<()> {
-        let captured = frame.time;
-        let origin = frame.origin.clone();
-        let mut image = frame.into_rgb()?;
-        if let Some([x, y, w, h]) = self.roi {
-            image = crop(&image, x, y, w, h).ok_or_else(|| {
-                Error::config(format!("camera {}.roi", self.camera), format!("[{x}, {y}, {w}, {h}] lies outside the {}x{} frame", image.width(), image.height()), "fix the region of interest")
-            })?;
-        }
-        let classification = model.classify(&image)?;
+    /// Classifies a frame, then offers it to the saver with the best tag.
+    fn handle(&mut self, model: &Classifier, smoother: &mut Smoother, frame: Frame, skipped: u64) {
+        let Frame { origin, seq, time, pixels } = frame;
+        // Decode without giving up the JPEG bytes: the saver stores them as they are.
+        let (image, encoded) = match pixels {
+            Pixels::Encoded(bytes) => match decode(&bytes, &origin) {
+                Ok(image) => (image, Some(bytes)),
+                Err(e) => {
+                    log::warn!("camera {}: {e}", self.camera);
+                    return;
+                }
+            },
+            Pixels::Rgb(image) => (image, None),
+        };
+        let best = match self.classify(model, smoother, &image, &origin, time, skipped) {
+            Ok(best) => Some(best),
+            Err(e) => {
+                log::warn!("camera {}: {e}", self.camera);
+                None
+            }
+        };
+        let pixels = encoded.map_or(Pixels::Rgb(image), Pixels::Encoded);
+        self.tap.offer(Frame { origin, seq, time, pixels }, best.map(|(i, p)| (model.labels.get(i).map_or("", String::as_str), p)));
+    }
+
+    /// Classifies and publishes; returns the best tag's index and probability.
+    fn classify(&mut self, model: &Classifier, smoother: &mut Smoother, full: &image::RgbImage, origin: &str, captured: SystemTime, skipped: u64) -> Result<(usize, f32)> {
+        let cropped;
+        let image = match self.roi {
+            Some([x, y, w, h]) => {
+                cropped = crop(full, x, y, w, h).ok_or_else(|| {
+                    Error::config(format!("camera {}.roi", self.camera), format!("[{x}, {y}, {w}, {h}] lies outside the {}x{} frame", full.width(), full.height()), "fix the region of interest")
+                })?;
+                &cropped
+            }
+            None => full,
+        };
+        let classification = model.classify(image)?;
         let probabilities = &classification.probabilities;
         let iteration = model.iteration_id.clone();
         let mut response = PredictionResponse::new(&model.labels, probabilities, &iteration);
@@ -125,7 +157,7 @@ impl Worker {
         response.latency_ms = Some(captured.elapsed().map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0));
         let threshold = self.threshold.unwrap_or(model.threshold);
         let detected: Vec<String> = smoother.result(probabilities).into_iter().map(|i| model.labels[i].clone()).collect();
-        let outcome = Outcome { camera: Some(&self.camera), origin: &origin, response: &response, detected: &detected, threshold };
+        let outcome = Outcome { camera: Some(&self.camera), origin, response: &response, detected: &detected, threshold };
         for sink in self.sinks.iter() {
             sink.publish(&outcome).map_err(|e| Error::Inference(format!("publishing: {e}")))?;
         }
@@ -139,7 +171,8 @@ impl Worker {
                 }
             }
         }
-        Ok(())
+        let best = (0..probabilities.len()).max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b])).unwrap_or(0);
+        Ok((best, probabilities.get(best).copied().unwrap_or(0.0)))
     }
 }
 

@@ -33,6 +33,11 @@ pub trait Sink: Send + Sync {
     fn camera_status(&self, _camera: &str, _online: bool) -> std::io::Result<()> {
         Ok(())
     }
+
+    /// Progress or outcome of a capture command (JSON document, see `daemon::capture`).
+    fn capture_result(&self, _camera: &str, _report: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One cloud-format JSON object per line.

@@ -9,6 +9,7 @@
 //! | `{camera}/predictions` | no | one message per prediction, from the outbox |
 //! | `{camera}/state` | yes | the camera's current state (JSON shape in [`discovery`]) |
 //! | `{camera}/status` | yes | `online` / `offline` |
+//! | `{camera}/capture/result` | yes | the latest capture command's report ([`Publisher::capture_result`]) |
 //! | `command`, `{camera}/capture` | | subscribed: received through [`Publisher::commands`] |
 //!
 //! With a discovery prefix, Home Assistant's device discovery is retained at
@@ -24,7 +25,7 @@
 //! is dropped and counted. What a power cut (as opposed to a crash) can lose is in [`outbox`]'s
 //! notes.
 //!
-//! Retained state, camera status and discovery are not queued: the latest value is kept in
+//! Retained state, camera status, capture reports and discovery are not queued: the latest value is kept in
 //! memory and sent again after every reconnect.
 //!
 //! # How

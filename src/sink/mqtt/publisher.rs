@@ -204,6 +204,17 @@ impl Publisher {
         })
     }
 
+    /// Sets the camera's retained capture report (`{prefix}/{device}/{camera}/capture/result`;
+    /// the JSON shape is in `daemon::capture`). The latest value is kept and re-sent after every
+    /// reconnect.
+    pub fn capture_result(&self, camera: &str, payload: Vec<u8>) {
+        self.retained(camera, |core, topic| {
+            check_size(&topic.capture_result(camera), &payload)?;
+            core.session.set_capture_result(camera, payload);
+            Ok(())
+        })
+    }
+
     /// Sets the camera's retained `online`/`offline` status (`{prefix}/{device}/{camera}/status`),
     /// re-sent after every reconnect.
     pub fn camera_status(&self, camera: &str, online: bool) {

@@ -42,6 +42,9 @@ impl Topics {
     pub fn command(&self) -> String {
         format!("{}/command", self.base)
     }
+    pub fn capture_result(&self, camera: &str) -> String {
+        format!("{}/{camera}/capture/result", self.base)
+    }
     pub fn capture_filter(&self) -> String {
         format!("{}/+/capture", self.base)
     }
@@ -71,6 +74,7 @@ pub(crate) enum Tag {
     Discovery,
     CameraStatus(String),
     State(String),
+    CaptureResult(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +157,7 @@ pub(crate) struct Session {
     discovery: Option<Retained>,
     camera_status: BTreeMap<String, Retained>,
     state: BTreeMap<String, Retained>,
+    capture_result: BTreeMap<String, Retained>,
 
     dropped: u64,
     delivered: u64,
@@ -182,6 +187,7 @@ impl Session {
             discovery: None,
             camera_status: BTreeMap::new(),
             state: BTreeMap::new(),
+            capture_result: BTreeMap::new(),
             dropped: 0,
             delivered: 0,
         };
@@ -205,6 +211,10 @@ impl Session {
 
     pub fn set_state(&mut self, camera: &str, payload: Vec<u8>) {
         self.state.entry(camera.to_string()).or_insert_with(|| Retained::new(vec![])).set(payload);
+    }
+
+    pub fn set_capture_result(&mut self, camera: &str, payload: Vec<u8>) {
+        self.capture_result.entry(camera.to_string()).or_insert_with(|| Retained::new(vec![])).set(payload);
     }
 
     pub fn set_camera_status(&mut self, camera: &str, online: bool) {
@@ -257,7 +267,8 @@ impl Session {
         self.connected = true;
         self.connections += 1;
         self.availability.due = true;
-        for r in self.discovery.iter_mut().chain(self.camera_status.values_mut()).chain(self.state.values_mut()) {
+        let cameras = self.camera_status.values_mut().chain(self.state.values_mut()).chain(self.capture_result.values_mut());
+        for r in self.discovery.iter_mut().chain(cameras) {
             r.due = true;
         }
     }
@@ -304,6 +315,9 @@ impl Session {
         if let Some((camera, r)) = self.state.iter().find(|(_, r)| r.due) {
             return Some(retained(Tag::State(camera.clone()), t.state(camera), r, self.qos_state));
         }
+        if let Some((camera, r)) = self.capture_result.iter().find(|(_, r)| r.due) {
+            return Some(retained(Tag::CaptureResult(camera.clone()), t.capture_result(camera), r, self.qos_state));
+        }
         while self.in_flight.len() < self.window {
             let id = self.outbox.ids_from(self.cursor).find(|id| !self.in_flight.contains(id))?;
             match self.outbox.load(id) {
@@ -331,6 +345,7 @@ impl Session {
             Tag::Discovery => self.discovery.iter_mut().for_each(|d| d.due = false),
             Tag::CameraStatus(c) => self.camera_status.get_mut(c).into_iter().for_each(|r| r.due = false),
             Tag::State(c) => self.state.get_mut(c).into_iter().for_each(|r| r.due = false),
+            Tag::CaptureResult(c) => self.capture_result.get_mut(c).into_iter().for_each(|r| r.due = false),
         }
         self.handed_over.push_back((tag, qos));
     }
@@ -395,6 +410,7 @@ impl Session {
             Tag::Discovery => self.discovery_requested(),
             Tag::CameraStatus(c) => self.camera_status.get_mut(&c).into_iter().for_each(|r| r.due = true),
             Tag::State(c) => self.state.get_mut(&c).into_iter().for_each(|r| r.due = true),
+            Tag::CaptureResult(c) => self.capture_result.get_mut(&c).into_iter().for_each(|r| r.due = true),
         }
     }
 
@@ -615,6 +631,21 @@ mod tests {
     }
 
     #[test]
+    fn capture_results_are_retained_latest_wins_and_resent_after_a_reconnect() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path(), 10, 4);
+        s.set_capture_result("door", b"running".to_vec());
+        s.set_capture_result("door", b"done".to_vec());
+        s.connected();
+        let sent = drain(&mut s);
+        assert_eq!(payloads(&sent), ["cvedge/pi/status online", "cvedge/pi/door/capture/result done"]);
+        assert!(sent[1].retain);
+        s.disconnected();
+        s.connected();
+        assert_eq!(payloads(&drain(&mut s))[1], "cvedge/pi/door/capture/result done");
+    }
+
+    #[test]
     fn discovery_is_resent_when_home_assistant_comes_online() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = session(dir.path(), 10, 4);
@@ -632,6 +663,7 @@ mod tests {
         assert!(s.topics.is_command("cvedge/pi/command"));
         assert!(s.topics.is_command("cvedge/pi/door/capture"));
         assert!(!s.topics.is_command("cvedge/pi/door/state"));
+        assert!(!s.topics.is_command("cvedge/pi/door/capture/result"), "our own reports are not commands");
         assert!(!s.topics.is_command("cvedge/pi//capture"));
         assert!(!s.topics.is_command("cvedge/other/door/capture"));
     }
