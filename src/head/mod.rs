@@ -48,10 +48,6 @@ pub trait Head: Send + Sync {
     fn activation(&self) -> Activation;
     /// Features of one image in, probabilities out (`out.len() == self.tags()`).
     fn apply(&self, features: &[f32], out: &mut [f32]);
-    /// The weights, when this head is a linear layer (training starts from them).
-    fn linear(&self) -> Option<&LinearHead> {
-        None
-    }
 }
 
 /// `activation(W · features + b)`, with `W` as `tags` rows of `width` weights.
@@ -86,10 +82,6 @@ impl Head for LinearHead {
             *o = b + row.iter().zip(features).map(|(w, x)| w * x).sum::<f32>();
         }
         self.activation.apply(out);
-    }
-
-    fn linear(&self) -> Option<&LinearHead> {
-        Some(self)
     }
 }
 

@@ -69,7 +69,7 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { l2: 1e-3, learning_rate: 0.01, max_epochs: 400, patience: 20 }
+        FitOptions { l2: 1e-2, learning_rate: 0.01, max_epochs: 400, patience: 20 }
     }
 }
 
@@ -196,26 +196,16 @@ fn loss_and_gradient(params: &Params, z: &[f32], d: usize, targets: &Targets, mu
     (total / n as f64) as f32
 }
 
-/// Fits a head on `train`, stopping early on `monitor` when given. `initial`: a head on raw
-/// features (same tags, same width) to start from, e.g. the export's own head when the tags
-/// match; zeros otherwise.
-pub fn fit(train: &Samples, monitor: Option<&Samples>, tags: usize, options: &FitOptions, initial: Option<&LinearHead>) -> (LinearHead, FitReport) {
+/// Fits a head on `train`, stopping early on `monitor` when given. The weights start at zero,
+/// not at the export's head: exported heads have very large weights (their probabilities are
+/// near 0 or 1), and starting from them gave overconfident heads that generalised worse on the
+/// fixtures than starting from scratch.
+pub fn fit(train: &Samples, monitor: Option<&Samples>, tags: usize, options: &FitOptions) -> (LinearHead, FitReport) {
     let d = train.width;
     let scaler = Standardizer::of(train);
     let z = scaler.apply(&train.features);
     let monitor_z = monitor.filter(|m| !m.is_empty()).map(|m| (scaler.apply(&m.features), &m.targets));
     let mut params = Params { weights: vec![0.0; tags * d], bias: vec![0.0; tags] };
-    if let Some(head) = initial.filter(|h| h.width == d && h.bias.len() == tags) {
-        // Raw-space W·x + b equals standardised-space (W·std)·z + (b + W·mean).
-        for t in 0..tags {
-            let row = &head.weights[t * d..(t + 1) * d];
-            params.bias[t] = head.bias[t] + dot(row, &scaler.mean);
-            for j in 0..d {
-                let std = if scaler.inv_std[j] > 0.0 { 1.0 / scaler.inv_std[j] } else { 0.0 };
-                params.weights[t * d + j] = row[j] * std;
-            }
-        }
-    }
     let (beta1, beta2, eps) = (0.9f32, 0.999f32, 1e-8f32);
     let mut m = Params { weights: vec![0.0; tags * d], bias: vec![0.0; tags] };
     let mut v = m.clone();
@@ -302,10 +292,10 @@ mod tests {
     #[test]
     fn separable_multiclass_is_learnt_and_the_fit_is_deterministic() {
         let data = blobs(3, 20);
-        let (head, report) = fit(&data, None, 3, &FitOptions::default(), None);
+        let (head, report) = fit(&data, None, 3, &FitOptions::default());
         assert_eq!(accuracy(&head, &data), 1.0);
         assert!(report.epochs <= FitOptions::default().max_epochs);
-        let (again, _) = fit(&data, None, 3, &FitOptions::default(), None);
+        let (again, _) = fit(&data, None, 3, &FitOptions::default());
         assert_eq!(head.weights, again.weights);
         assert_eq!(head.bias, again.bias);
         // The constant feature got no weight (it was scaled to zero, not divided by ~0).
@@ -319,8 +309,8 @@ mod tests {
         let data = blobs(2, 15);
         let mut scaled = data.clone();
         scaled.features.iter_mut().enumerate().for_each(|(i, v)| *v = *v * 1000.0 + (i % 4) as f32 * 50.0);
-        let (a, _) = fit(&data, None, 2, &FitOptions::default(), None);
-        let (b, _) = fit(&scaled, None, 2, &FitOptions::default(), None);
+        let (a, _) = fit(&data, None, 2, &FitOptions::default());
+        let (b, _) = fit(&scaled, None, 2, &FitOptions::default());
         let (mut pa, mut pb) = (vec![0.0; 2], vec![0.0; 2]);
         for (ra, rb) in data.features.chunks_exact(4).zip(scaled.features.chunks_exact(4)) {
             a.apply(ra, &mut pa);
@@ -340,7 +330,7 @@ mod tests {
             truth.push([(a > 0.0).then_some(0), (b > 0.0).then_some(1)].into_iter().flatten().collect());
         }
         let data = Samples { features, width: 2, targets: Targets::MultiLabel(truth.clone()) };
-        let (head, _) = fit(&data, None, 2, &FitOptions::default(), None);
+        let (head, _) = fit(&data, None, 2, &FitOptions::default());
         assert_eq!(head.activation, Activation::Sigmoid);
         let mut out = vec![0.0; 2];
         for (row, tags) in data.features.chunks_exact(2).zip(&truth) {
@@ -362,24 +352,12 @@ mod tests {
             _ => unreachable!(),
         });
         let options = FitOptions { patience: 5, ..FitOptions::default() };
-        let (head, report) = fit(&train, Some(&monitor), 2, &options, None);
+        let (head, report) = fit(&train, Some(&monitor), 2, &options);
         assert_eq!(report.best_epoch, 0);
         assert_eq!(report.epochs, 6);
         // Epoch 0's weights are the zero initialisation: every image gets 1/2.
         let mut out = vec![0.0; 2];
         head.apply(&train.features[..4], &mut out);
         assert!((out[0] - 0.5).abs() < 1e-6);
-    }
-
-    #[test]
-    fn a_matching_initial_head_is_the_starting_point() {
-        let data = blobs(2, 10);
-        let (trained, _) = fit(&data, None, 2, &FitOptions::default(), None);
-        // Zero epochs: the result is the initial head, mapped to standardised space and back.
-        let options = FitOptions { max_epochs: 0, ..FitOptions::default() };
-        let (same, _) = fit(&data, None, 2, &options, Some(&trained));
-        for (a, b) in trained.bias.iter().zip(&same.bias) {
-            assert!((a - b).abs() < 1e-3 * a.abs().max(1.0), "{a} vs {b}");
-        }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::classifier::{Classifier, Kind};
 use crate::dataset::{TaggedImage, MIN_IMAGES_PER_TAG};
 use crate::error::{Error, Result};
-use crate::head::{Activation, Head, LinearHead};
+use crate::head::{Head, LinearHead};
 
 use super::features::{self, FeatureCache, Features};
 use super::fit::{fit, FitOptions, FitReport, Samples, Targets};
@@ -64,8 +64,8 @@ fn training_error(problem: impl Into<String>, fix: impl Into<String>) -> Error {
     Error::Training { problem: problem.into(), fix: fix.into() }
 }
 
-/// Tag order: the base export's tags that the data has, in the export's order (so its head can be
-/// the starting point), then new tags alphabetically.
+/// Tag order: the base export's tags that the data has, in the export's order, then new tags
+/// alphabetically.
 fn tag_order(classifier: &Classifier, images: &[TaggedImage]) -> Vec<String> {
     let mut present: Vec<String> = images.iter().flat_map(|i| i.tags.iter().cloned()).collect();
     present.sort();
@@ -115,7 +115,6 @@ struct Problem<'a> {
     truth: Vec<Vec<usize>>,
     tags: usize,
     options: &'a TrainOptions,
-    initial: Option<LinearHead>,
 }
 
 impl Problem<'_> {
@@ -152,7 +151,7 @@ impl Problem<'_> {
             (images.to_vec(), vec![])
         };
         let monitor = (!monitor.is_empty()).then(|| self.samples(&monitor, false));
-        fit(&self.samples(&train, true), monitor.as_ref(), self.tags, &self.options.fit, self.initial.as_ref())
+        fit(&self.samples(&train, true), monitor.as_ref(), self.tags, &self.options.fit)
     }
 
     fn probabilities(&self, head: &LinearHead, images: &[usize]) -> Vec<Vec<f32>> {
@@ -262,9 +261,7 @@ pub fn train(classifier: &Classifier, images: Vec<TaggedImage>, cache: &FeatureC
 
     let truth: Vec<Vec<usize>> =
         images.iter().map(|i| i.tags.iter().map(|t| tags.iter().position(|x| x == t).expect("tag listed")).collect()).collect();
-    let activation = if options.multilabel { Activation::Sigmoid } else { Activation::Softmax };
-    let initial = starting_head(classifier, &tags, activation);
-    let problem = Problem { features: &features, truth, tags: tags.len(), options, initial };
+    let problem = Problem { features: &features, truth, tags: tags.len(), options };
 
     let started = Instant::now();
     let folds = if options.folds >= 2 {
@@ -321,23 +318,4 @@ pub fn train(classifier: &Classifier, images: Vec<TaggedImage>, cache: &FeatureC
         feature_time,
         training_time: started.elapsed(),
     })
-}
-
-/// The export's own head rows for the tags it already knows (zeros for new tags), when its
-/// activation matches: fine-tuning starts from what the cloud learnt.
-fn starting_head(classifier: &Classifier, tags: &[String], activation: Activation) -> Option<LinearHead> {
-    let base = classifier.head.linear()?;
-    if base.activation != activation || !tags.iter().any(|t| classifier.labels.contains(t)) {
-        return None;
-    }
-    let width = base.width;
-    let mut weights = vec![0.0; tags.len() * width];
-    let mut bias = vec![0.0; tags.len()];
-    for (t, tag) in tags.iter().enumerate() {
-        if let Some(b) = classifier.labels.iter().position(|l| l == tag) {
-            weights[t * width..(t + 1) * width].copy_from_slice(&base.weights[b * width..(b + 1) * width]);
-            bias[t] = base.bias[b];
-        }
-    }
-    Some(LinearHead::new(weights, bias, activation))
 }
