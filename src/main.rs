@@ -126,6 +126,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the backbone features of every training image to a .npy file (benchmarks).
+    #[command(hide = true)]
+    Features {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value = "cvedge-data")]
+        data: PathBuf,
+        #[arg(long, default_value = "cvedge-iterations")]
+        iterations: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List, show, publish or delete trained iterations.
     Iterations {
         #[arg(long, default_value = "cvedge-iterations", global = true)]
@@ -225,6 +237,9 @@ fn main() -> ExitCode {
             let fit = cvedge::train::fit::FitOptions { l2, ..Default::default() };
             let options = cvedge::train::TrainOptions { multilabel, folds, threshold, augment, seed, fit };
             model.options(None).and_then(|load| cli::train::train(&model.model, &load, &data, &iterations, &options, publish, json))
+        }
+        Command::Features { model, data, iterations, out } => {
+            model.options(None).and_then(|load| cli::train::features(&model.model, &load, &data, &iterations, &out))
         }
         Command::Iterations { iterations, command } => cli::train::iterations(&iterations, &command),
         Command::Run { config, model, source, mqtt, device, interval, state_dir, print, max_frames } => {

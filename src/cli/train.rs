@@ -180,3 +180,29 @@ pub fn iterations(root: &Path, command: &IterationsCommand) -> anyhow::Result<Ex
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Backbone features of every image in DATA as a NumPy `.npy` file (float32, images × width),
+/// with `OUT.json` listing each row's file, hash and tags: the exact inputs `cvedge train` fits
+/// on, for comparing against other learners (scripts/train_accuracy.py).
+pub fn features(model: &Path, load: &LoadOptions, data: &Path, iterations: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    let classifier = Classifier::load(model, load)?;
+    let images = Dataset::open(data)?.images()?;
+    let cache = FeatureCache::open(&Store::open(iterations)?.feature_cache(), &classifier)?;
+    let bar = Bars.bar("features", images.len());
+    let features = cvedge::train::features::extract(&classifier, &cache, &images, 1, 0, &bar)?;
+    bar.finish();
+    anyhow::ensure!(features.failed.is_empty(), "{} image(s) could not be read, first: {}", features.failed.len(), features.failed[0].1);
+    let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", images.len(), features.width);
+    // .npy v1: magic, version, header length, header padded with spaces to a multiple of 64.
+    let padded = format!("{header:<width$}\n", width = (header.len() + 11).div_ceil(64) * 64 - 11);
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(padded.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(padded.as_bytes());
+    bytes.extend(features.values.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(out, bytes)?;
+    let rows: Vec<serde_json::Value> =
+        images.iter().map(|i| serde_json::json!({"file": i.path.display().to_string(), "sha1": i.sha1, "tags": i.tags})).collect();
+    std::fs::write(out.with_extension("json"), serde_json::to_vec_pretty(&rows)?)?;
+    println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
