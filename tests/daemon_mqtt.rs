@@ -396,3 +396,88 @@ fn review_keeps_at_most_max_images_of_the_unsure_frames() {
     daemon.stop();
     assert!(images_in(&review).len() <= 3);
 }
+
+/// Five slightly different crops of a bundled photo per tag, under `data/<tag>/`.
+fn tagged_crops(data: &std::path::Path, tags: &[&str]) {
+    for tag in tags {
+        let path = repo().join(format!("models/samples/{tag}.jpg"));
+        let photo = cvedge::source::decode(&std::fs::read(&path).unwrap(), "sample").unwrap();
+        std::fs::create_dir_all(data.join(tag)).unwrap();
+        for i in 0..5u32 {
+            let (w, h) = (photo.width() * (90 - i * 4) / 100, photo.height() * (90 - i * 4) / 100);
+            image::imageops::crop_imm(&photo, i * 7, i * 5, w, h).to_image().save(data.join(tag).join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+/// Trains an iteration with the CLI and returns its id.
+fn train_iteration(data: &std::path::Path, iterations: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cvedge"))
+        .args(["train", "--model", "models/demo", "--folds", "0", "--json"])
+        .arg("--data")
+        .arg(data)
+        .arg("--iterations")
+        .arg(iterations)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["id"].as_str().unwrap().to_owned()
+}
+
+/// A daemon whose model is an iterations folder follows `cvedge iterations publish`: the next
+/// predictions carry the new iteration's id and tags, numbering carries on without a gap, the
+/// MQTT session is never dropped, and Home Assistant is told the new tags.
+#[test]
+fn a_running_daemon_hot_swaps_to_the_published_iteration() {
+    let port = broker::rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    let iterations = dir.path().join("iterations");
+    tagged_crops(&dir.path().join("pets"), &["cat", "dog"]);
+    tagged_crops(&dir.path().join("things"), &["coffee", "rocket"]);
+    let pets = train_iteration(&dir.path().join("pets"), &iterations);
+    let things = train_iteration(&dir.path().join("things"), &iterations);
+    let store = cvedge::iteration::Store::open(&iterations).unwrap();
+    store.publish(1).unwrap();
+
+    let sub = Subscriber::connect(port, "watcher", false, &["cvedge/#", "homeassistant/#"]);
+    let text = format!(
+        "model = \"{}\"\ndevice = \"swap\"\nstate_dir = \"{}\"\nconsecutive = 1\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n\
+         [[camera]]\nname = \"door\"\nsource = \"file:{}\"\nfps = 20\n",
+        iterations.display(),
+        dir.path().join("state").display(),
+        repo().join("models/samples").display()
+    );
+    let running = Running::start(Config::parse(&text, "test").unwrap());
+    let prediction = |m: &broker::Received| m.topic == "cvedge/swap/door/predictions";
+    let first = json(&sub.wait_for(WAIT, prediction).expect("predictions"));
+    assert_eq!(first["iteration"], pets.as_str());
+    store.publish(2).unwrap();
+    let mut seqs = vec![first["seq"].as_u64().unwrap()];
+    let mut online = 0;
+    let mut discovery_tags = vec![];
+    loop {
+        let m = sub.wait_for(WAIT, |_| true).expect("the daemon never switched to the published iteration");
+        if m.topic == "cvedge/swap/status" && m.text() == "online" {
+            online += 1;
+        }
+        if m.topic == "homeassistant/device/swap/config" {
+            discovery_tags.push(m.text());
+        }
+        if prediction(&m) {
+            let p = json(&m);
+            seqs.push(p["seq"].as_u64().unwrap());
+            if p["iteration"] == things.as_str() {
+                let tags: Vec<&str> = p["predictions"].as_array().unwrap().iter().map(|t| t["tagName"].as_str().unwrap()).collect();
+                assert!(tags.contains(&"coffee") && tags.contains(&"rocket") && tags.len() == 2, "{p}");
+                break;
+            }
+            assert_eq!(p["iteration"], pets.as_str(), "only the two published iterations ever classify");
+        }
+    }
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "numbering must carry on without a gap: {seqs:?}");
+    assert!(online <= 1, "the MQTT session was dropped ({online} online messages after start)");
+    assert!(discovery_tags.iter().any(|d| d.contains("rocket")), "Home Assistant was not told the new tags: {discovery_tags:?}");
+    running.stop();
+}

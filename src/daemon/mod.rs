@@ -62,6 +62,10 @@ pub struct Daemon {
     started: Instant,
     shutdown: Arc<AtomicBool>,
     hangup: Arc<AtomicBool>,
+    /// When the model is an iterations folder: the published iteration last seen (loaded or
+    /// failed), polled to hot-swap.
+    published: Option<String>,
+    last_poll: Instant,
 }
 
 /// One camera's threads and the switch that stops them.
@@ -149,6 +153,8 @@ impl Daemon {
             started: Instant::now(),
             shutdown: Arc::new(AtomicBool::new(false)),
             hangup: Arc::new(AtomicBool::new(false)),
+            published: crate::iteration::published_id(&config.model),
+            last_poll: Instant::now(),
             config_path,
             config,
         };
@@ -241,6 +247,7 @@ impl Daemon {
         };
         let classifier = load_model(&config)?;
         log::info!("reloaded model {}", config.model.display());
+        self.published = crate::iteration::published_id(&config.model);
         self.model.replace(classifier);
         if config.mqtt.as_ref().map(|m| &m.url) != self.config.mqtt.as_ref().map(|m| &m.url) || config.state_dir != self.config.state_dir {
             log::warn!("MQTT and state_dir changes apply when cvedge restarts");
@@ -271,7 +278,45 @@ impl Daemon {
             }
         }
         self.config.cameras = config.cameras;
+        if let Some(publisher) = &self.publisher {
+            publish::announce(publisher, &self.config, &self.model.get());
+        }
         Ok(())
+    }
+
+    /// Makes `classifier` the model every camera uses from its next frame on (frames being
+    /// classified finish on the old one), and re-announces the tags to Home Assistant.
+    fn swap_model(&mut self, classifier: Classifier) {
+        if let Some(publisher) = &self.publisher {
+            publish::announce(publisher, &self.config, &classifier);
+        }
+        let id = if classifier.iteration_id.is_empty() { "none" } else { classifier.iteration_id.as_str() };
+        log::info!("classifying with {} (iteration {id}, tags {})", classifier.package.origin.display(), classifier.labels.join(", "));
+        self.model.replace(classifier);
+    }
+
+    /// Hot-swap: when the model is an iterations folder and another iteration was published,
+    /// load it (cameras keep classifying with the running model meanwhile) and swap it in. A
+    /// published iteration that fails to load is logged once and the running model kept.
+    fn follow_published(&mut self) {
+        const POLL: Duration = Duration::from_secs(1);
+        if self.last_poll.elapsed() < POLL {
+            return;
+        }
+        self.last_poll = Instant::now();
+        let Some(id) = crate::iteration::published_id(&self.config.model) else { return };
+        if self.published.as_ref() == Some(&id) {
+            return;
+        }
+        self.published = Some(id.clone());
+        match load_model(&self.config) {
+            Ok(classifier) => {
+                log::info!("iteration {id} was published; switching to it");
+                self.published = Some(classifier.iteration_id.clone());
+                self.swap_model(classifier);
+            }
+            Err(e) => log::error!("the published iteration {id} cannot be loaded, keeping the running model: {e}"),
+        }
     }
 
     /// A handle other threads (signal handlers, tests) use to stop the daemon.
@@ -375,6 +420,7 @@ impl Daemon {
                     log::error!("reload failed, keeping the running model: {e}");
                 }
             }
+            self.follow_published();
             if let Some(interval) = watchdog {
                 if last_ping.elapsed() >= interval && self.healthy() {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);

@@ -32,11 +32,17 @@ pub fn start_publisher(mqtt: &MqttConfig, config: &Config, classifier: &Classifi
     settings.outbox_capacity = mqtt.outbox_capacity;
     settings.discovery_prefix = (!mqtt.discovery_prefix.is_empty()).then(|| mqtt.discovery_prefix.clone());
     let publisher = Publisher::start(settings).map_err(|e| Error::config("mqtt", e.to_string(), "fix the [mqtt] settings"))?;
-    if !mqtt.discovery_prefix.is_empty() {
-        let cameras: Vec<(&str, &[String])> = config.cameras.iter().map(|c| (c.name.as_str(), classifier.labels.as_slice())).collect();
-        publisher.set_discovery(discovery_payload(&config.device, &mqtt.prefix, &cameras, env!("CARGO_PKG_VERSION")));
-    }
+    announce(&publisher, config, classifier);
     Ok(publisher)
+}
+
+/// (Re)sets the Home Assistant discovery message for the configured cameras and the model's
+/// tags; called at start and whenever the model or the cameras change (a new iteration may have
+/// other tags).
+pub fn announce(publisher: &Publisher, config: &Config, classifier: &Classifier) {
+    let Some(mqtt) = config.mqtt.as_ref().filter(|m| !m.discovery_prefix.is_empty()) else { return };
+    let cameras: Vec<(&str, &[String])> = config.cameras.iter().map(|c| (c.name.as_str(), classifier.labels.as_slice())).collect();
+    publisher.set_discovery(discovery_payload(&config.device, &mqtt.prefix, &cameras, env!("CARGO_PKG_VERSION")));
 }
 
 impl Sink for Publisher {
