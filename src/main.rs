@@ -66,9 +66,10 @@ enum Command {
     /// Save tagged frames for training: from a source (`--source SPEC --count N`) or existing
     /// image files (`--import FILE...`), into DATA/<tag>/.
     Capture {
-        /// The tag the images show.
-        #[arg(long)]
-        tag: String,
+        /// The tag the images show; repeat it for an image with several tags (multilabel: the
+        /// image is stored under each tag's folder).
+        #[arg(long, required = true)]
+        tag: Vec<String>,
         /// Camera or stream to capture from (same specs as `run --source`).
         #[arg(long, conflicts_with = "import")]
         source: Option<String>,
@@ -170,6 +171,9 @@ enum Command {
         /// Where sequence counters and the MQTT outbox are kept.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Training data folder for capture commands and review frames (config `data_dir`).
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Also print every prediction as a JSON line.
         #[arg(long)]
         print: bool,
@@ -242,8 +246,8 @@ fn main() -> ExitCode {
             model.options(None).and_then(|load| cli::train::features(&model.model, &load, &data, &iterations, &out))
         }
         Command::Iterations { iterations, command } => cli::train::iterations(&iterations, &command),
-        Command::Run { config, model, source, mqtt, device, interval, state_dir, print, max_frames } => {
-            let flags = RunFlags { model, source, mqtt, device, interval, state_dir, print };
+        Command::Run { config, model, source, mqtt, device, interval, state_dir, data, print, max_frames } => {
+            let flags = RunFlags { model, source, mqtt, device, interval, state_dir, data, print };
             run(config, flags, max_frames)
         }
     };
@@ -391,6 +395,7 @@ struct RunFlags {
     device: Option<String>,
     interval: Option<f32>,
     state_dir: Option<PathBuf>,
+    data: Option<PathBuf>,
     print: bool,
 }
 
@@ -416,6 +421,9 @@ fn run_config(path: Option<&Path>, flags: RunFlags) -> anyhow::Result<Config> {
     }
     if let Some(dir) = &flags.state_dir {
         set("state_dir", toml::Value::String(dir.display().to_string()));
+    }
+    if let Some(dir) = &flags.data {
+        set("data_dir", toml::Value::String(dir.display().to_string()));
     }
     if flags.print {
         set("print", toml::Value::Boolean(true));
@@ -482,14 +490,18 @@ fn report_added(added: &cvedge::dataset::Added) {
     }
 }
 
-fn capture(tag: &str, source: Option<&str>, import: &[PathBuf], count: u64, interval: f32, data: &Path) -> anyhow::Result<ExitCode> {
-    cvedge::dataset::check_tag(tag)?;
+fn capture(tags: &[String], source: Option<&str>, import: &[PathBuf], count: u64, interval: f32, data: &Path) -> anyhow::Result<ExitCode> {
+    for tag in tags {
+        cvedge::dataset::check_tag(tag)?;
+    }
     anyhow::ensure!(interval >= 0.0 && interval.is_finite(), "--interval {interval} is not a number of seconds; use 0 or more");
     let store = cvedge::dataset::Dataset::open(data)?;
     let Some(spec) = source else {
         anyhow::ensure!(!import.is_empty(), "nothing to capture: give --source SPEC or --import FILE...");
         for file in import {
-            report_added(&store.import(tag, file)?);
+            for tag in tags {
+                report_added(&store.import(tag, file)?);
+            }
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -499,7 +511,9 @@ fn capture(tag: &str, source: Option<&str>, import: &[PathBuf], count: u64, inte
     while captured < count {
         match source.next_frame() {
             Some(Ok(frame)) => {
-                report_added(&store.add_frame(tag, &frame)?);
+                for tag in tags {
+                    report_added(&store.add_frame(tag, &frame)?);
+                }
                 captured += 1;
                 if captured < count {
                     std::thread::sleep(std::time::Duration::from_secs_f32(interval));

@@ -242,11 +242,15 @@ fn retraining_after_adding_images_only_computes_the_new_ones_and_is_deterministi
 fn multilabel_images_in_several_tag_folders_get_every_tag() {
     let dir = tempfile::tempdir().unwrap();
     let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
-    // "animal" = cat + dog photos, "furry" = cat + rocket... every cat image is both.
-    make_data(&data, &samples(&["cat"]), 6, 8);
-    std::fs::rename(data.join("cat"), data.join("animal")).unwrap();
-    make_data(&data, &samples(&["cat"]), 6, 8);
-    std::fs::rename(data.join("cat"), data.join("furry")).unwrap();
+    // Cat photos are "animal" and "furry" (tagged both at once, as a technician would), dog
+    // photos only "animal", rocket photos "thing".
+    make_data(&dir.path().join("raw"), &samples(&["cat"]), 6, 8);
+    let raw: Vec<String> = std::fs::read_dir(dir.path().join("raw/cat")).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    let mut capture = vec!["capture", "--tag", "animal", "--tag", "furry", "--data", data.to_str().unwrap(), "--import"];
+    capture.extend(raw.iter().map(String::as_str));
+    ok(&capture);
+    let counts = ok(&["dataset", "--data", data.to_str().unwrap()]);
+    assert!(counts.contains("6  animal") && counts.contains("6  furry"), "{counts}");
     make_data(&data, &[("animal", repo().join("models/samples/dog.jpg")), ("thing", repo().join("models/samples/rocket.jpg"))], 6, 9);
     let base = ["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap()];
     let run = cvedge(&base);
