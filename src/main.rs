@@ -127,6 +127,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a trained iteration as a standalone Custom Vision export (ONNX bases: `model.onnx`
+    /// with `data` -> `model_output`, labels.txt, cvexport.manifest).
+    Export {
+        /// An iteration's folder, or an iterations folder (its published iteration).
+        iteration: PathBuf,
+        /// The folder to write (created; use a new one per export).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write the backbone features of every training image to a .npy file (benchmarks).
     #[command(hide = true)]
     Features {
@@ -242,6 +251,7 @@ fn main() -> ExitCode {
             let options = cvedge::train::TrainOptions { multilabel, folds, threshold, augment, seed, fit };
             model.options(None).and_then(|load| cli::train::train(&model.model, &load, &data, &iterations, &options, publish, json))
         }
+        Command::Export { iteration, out } => export(&iteration, &out),
         Command::Features { model, data, iterations, out } => {
             model.options(None).and_then(|load| cli::train::features(&model.model, &load, &data, &iterations, &out))
         }
@@ -480,6 +490,14 @@ fn run(path: Option<PathBuf>, flags: RunFlags, max_frames: Option<u64>) -> anyho
         });
     }
     daemon.run_until_signalled()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(iteration: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    let report = cvedge::iteration::export(iteration, out)?;
+    for file in &report.files {
+        println!("wrote {}", file.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -331,3 +331,42 @@ fn the_library_loads_an_iteration_with_the_trained_head() {
     assert_eq!(classifier.labels[argmax(&eagle.probabilities)], "eagle");
     assert!((eagle.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
 }
+
+#[test]
+fn an_iteration_exports_as_a_standalone_onnx_export_with_the_same_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, root, out) = (dir.path().join("data"), dir.path().join("iterations"), dir.path().join("export"));
+    make_data(&data, &samples(&["dog", "eagle", "rocket"]), 5, 16);
+    let iteration = ok(&["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap(), "--folds", "0"]);
+    let written = ok(&["export", iteration.trim(), "--out", out.to_str().unwrap()]);
+    for file in ["model.onnx", "labels.txt", "cvexport.manifest"] {
+        assert!(written.contains(file) && out.join(file).is_file(), "{file}: {written}");
+    }
+    let probabilities = |model: &Path| -> Vec<(String, f64)> {
+        let line = ok(&["predict", "--model", model.to_str().unwrap(), "--json", "models/samples/eagle.jpg"]);
+        json(&line)["predictions"].as_array().unwrap().iter().map(|p| (p["tagName"].as_str().unwrap().to_owned(), p["probability"].as_f64().unwrap())).collect()
+    };
+    let (trained, exported) = (probabilities(Path::new(iteration.trim())), probabilities(&out));
+    assert_eq!(trained.iter().map(|p| &p.0).collect::<Vec<_>>(), exported.iter().map(|p| &p.0).collect::<Vec<_>>());
+    for ((tag, a), (_, b)) in trained.iter().zip(&exported) {
+        assert!((a - b).abs() < 1e-4, "{tag}: iteration {a}, export {b}");
+    }
+    assert_eq!(trained[0].0, "eagle");
+    // The export names the iteration it came from.
+    let line = ok(&["predict", "--model", out.to_str().unwrap(), "--json", "models/samples/eagle.jpg"]);
+    let record = json(&std::fs::read_to_string(Path::new(iteration.trim()).join("iteration.json")).unwrap());
+    assert_eq!(json(&line)["iteration"], record["id"]);
+}
+
+#[test]
+fn iterations_on_a_tflite_base_run_but_export_says_it_cannot() {
+    let base = repo().join("models/conformance/tflite-2025-fp16");
+    let dir = tempfile::tempdir().unwrap();
+    let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
+    make_data(&data, &samples(&["cat", "rocket"]), 5, 17);
+    let iteration = ok(&["train", "--model", base.to_str().unwrap(), "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap(), "--folds", "0"]);
+    let run = cvedge(&["export", iteration.trim(), "--out", dir.path().join("out").to_str().unwrap()]);
+    assert!(!run.ok && run.stderr.contains("ONNX-only") && run.stderr.contains("TensorFlow Lite"), "{}", run.stderr);
+    let run = cvedge(&["export", "models/demo", "--out", dir.path().join("out").to_str().unwrap()]);
+    assert!(!run.ok && run.stderr.contains("not a trained iteration"), "{}", run.stderr);
+}

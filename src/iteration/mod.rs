@@ -329,6 +329,18 @@ fn load_parts(dir: &Path) -> Result<(IterationRecord, crate::head::LinearHead, P
     Ok((record, head, base))
 }
 
+/// Writes the iteration named by `path` (an iteration folder, or an iterations folder: its
+/// published one) as a standalone Custom Vision export in `out` (ONNX bases only; see
+/// [`crate::export`]).
+pub fn export(path: &Path, out: &Path) -> Result<crate::export::ExportReport> {
+    let dir = resolve(path)?.ok_or_else(|| {
+        iteration_error(path, "this is not a trained iteration", "give an iteration's folder (cvedge-iterations/N) or the iterations folder")
+    })?;
+    let (record, head, base) = load_parts(&dir)?;
+    let package = ExportPackage::load(&base)?;
+    crate::export::export_onnx(&package.model_bytes, &package.model_path, &head, &record.tags, &record.id, out)
+}
+
 /// Loads an iteration as its base export's preprocessing and backbone with the trained head.
 pub fn load_classifier(dir: &Path, options: &LoadOptions) -> Result<Classifier> {
     let (record, head, base) = load_parts(dir)?;
