@@ -1,15 +1,21 @@
-//! Evaluation math for training on the device: the numbers Custom Vision's portal shows for an
-//! iteration (precision, recall, average precision, per tag and overall, with their standard
-//! deviations across folds), as pure functions over probabilities and ground truth.
+//! Training a new head on an export's backbone, on the device: the portal's train and
+//! evaluate steps.
 //!
 //! # Layout
+//! - [`features`]: decode, augment, preprocess and run the backbone once per image (and variant),
+//!   streamed through one worker per core, cached on disk by the image's content hash.
+//! - [`augment`]: the deterministic variants (mirror, jittered crop) `--augment` adds.
+//! - [`fit`]: the head itself: softmax or independent sigmoids on standardised features, L2,
+//!   full-batch Adam, early stopping; folded back into a plain [`crate::head::LinearHead`].
 //! - [`folds`]: deterministic k-fold splits of the training images (plain and stratified by tag),
 //!   so every image is validated exactly once by a head that never saw it.
 //! - [`metrics`]: one fold's validation probabilities in, [`metrics::Metrics`] out (multiclass and
 //!   multilabel rules), the multiclass confusion matrix, and [`metrics::summarize`], which
 //!   combines folds into the portal's JSON shape ([`metrics::Summary`]).
+//! - `trainer` ([`train`]): one run: checks the data, gets the features, fits a head per fold and
+//!   one on everything (in parallel, each deterministic), and summarises the folds.
 //!
-//! Nothing here runs a model: callers produce the probabilities with a [`crate::head::Head`].
+//! Storing the result is [`crate::iteration`]'s job.
 
 pub mod augment;
 pub mod features;
