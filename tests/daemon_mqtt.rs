@@ -181,7 +181,6 @@ fn every_seq_arrives_at_least_once_across_broker_restarts() {
     }
     let produced = daemon.stats().classified;
     daemon.stop().unwrap();
-    drop(collect);
     // Wait (bounded) until everything produced has arrived; a slow reconnect only delays it.
     let deadline = std::time::Instant::now() + WAIT;
     while (1..=produced).any(|s| !seqs.contains(&s)) {

@@ -153,11 +153,12 @@ pub fn extract(
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..workers {
             let (tx, next, todo) = (tx.clone(), &next, &todo);
-            scope.spawn(move || loop {
-                let Some((image, missing)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                let rows = compute(classifier, &images[*image], missing, seed);
-                if tx.send((*image, missing.clone(), rows)).is_err() {
-                    break;
+            scope.spawn(move || {
+                while let Some((image, missing)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let rows = compute(classifier, &images[*image], missing, seed);
+                    if tx.send((*image, missing.clone(), rows)).is_err() {
+                        break;
+                    }
                 }
             });
         }

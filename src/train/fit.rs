@@ -116,8 +116,8 @@ impl Standardizer {
         let d = self.mean.len();
         let mut out = features.to_vec();
         for row in out.chunks_exact_mut(d) {
-            for j in 0..d {
-                row[j] = (row[j] - self.mean[j]) * self.inv_std[j];
+            for ((v, mean), inv_std) in row.iter_mut().zip(&self.mean).zip(&self.inv_std) {
+                *v = (*v - mean) * inv_std;
             }
         }
         out
@@ -246,9 +246,7 @@ pub fn fit(train: &Samples, monitor: Option<&Samples>, tags: usize, options: &Fi
     let mut bias = params.bias;
     for t in 0..tags {
         let row = &mut weights[t * d..(t + 1) * d];
-        for j in 0..d {
-            row[j] *= scaler.inv_std[j];
-        }
+        row.iter_mut().zip(&scaler.inv_std).for_each(|(w, inv_std)| *w *= inv_std);
         bias[t] -= dot(row, &scaler.mean);
     }
     let head = LinearHead::new(weights, bias, train.targets.activation());
