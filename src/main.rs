@@ -127,6 +127,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure one engine configuration: load, first inference, median / p90 latency, frames per
+    /// second and peak memory (one image, classified repeatedly through predict's stages).
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The image to classify (default: the bundled dog photo).
+        #[arg(long, default_value = "models/samples/dog.jpg")]
+        image: PathBuf,
+        /// Timed runs after the first.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// One JSON object per configuration per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a trained iteration as a standalone Custom Vision export (ONNX bases: `model.onnx`
     /// with `data` -> `model_output`, labels.txt, cvexport.manifest).
     Export {
@@ -252,6 +267,7 @@ fn main() -> ExitCode {
             model.options(None).and_then(|load| cli::train::train(&model.model, &load, &data, &iterations, &options, publish, json))
         }
         Command::Export { iteration, out } => export(&iteration, &out),
+        Command::Bench { model, image, runs, json } => model.options(None).and_then(|load| cli::bench::bench(&model.model, &load, &image, runs, json)),
         Command::Features { model, data, iterations, out } => {
             model.options(None).and_then(|load| cli::train::features(&model.model, &load, &data, &iterations, &out))
         }

@@ -262,3 +262,17 @@ fn capture_from_a_source_and_by_import_then_list_the_dataset() {
     assert_fails(&["capture", "--tag", "../escape", "--import", "models/samples/cat.jpg", "--data", data], &["cannot be a tag name"]);
     assert_fails(&["capture", "--tag", "cat", "--import", "tests/data/not_an_image.jpg", "--data", data], &["not a readable image"]);
 }
+
+#[test]
+fn bench_reports_one_configuration_as_json() {
+    let run = cvedge(&["bench", "--model", "models/demo", "--runs", "3", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    for key in ["load_ms", "first_ms", "median_ms", "p90_ms", "fps", "rss_mb"] {
+        assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report}");
+    }
+    assert!(report["median_ms"].as_f64() <= report["p90_ms"].as_f64(), "{report}");
+    assert_eq!(report["engine"], "tract");
+    assert_eq!(report["precision"], "fp32");
+    assert_fails(&["bench", "--model", "models/demo", "--image", "nope.jpg"], &["nope.jpg", "--image"]);
+}

@@ -1,3 +1,4 @@
 //! Subcommands too long to live in `main.rs`; each file is one family of commands.
 
+pub mod bench;
 pub mod train;
