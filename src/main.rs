@@ -120,6 +120,9 @@ enum Command {
         /// L2 penalty on the head's weights.
         #[arg(long, default_value_t = cvedge::train::fit::FitOptions::default().l2)]
         l2: f32,
+        /// Iterations without a better held-out loss before the fit stops (early stopping).
+        #[arg(long, default_value_t = cvedge::train::fit::FitOptions::default().patience, hide = true)]
+        patience: usize,
         /// Make the new iteration the published one.
         #[arg(long)]
         publish: bool,
@@ -261,8 +264,8 @@ fn main() -> ExitCode {
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),
         Command::Capture { tag, source, import, count, interval, data } => capture(&tag, source.as_deref(), &import, count, interval, &data),
         Command::Dataset { data } => dataset(&data),
-        Command::Train { model, data, iterations, multilabel, folds, threshold, augment, seed, l2, publish, json } => {
-            let fit = cvedge::train::fit::FitOptions { l2, ..Default::default() };
+        Command::Train { model, data, iterations, multilabel, folds, threshold, augment, seed, l2, patience, publish, json } => {
+            let fit = cvedge::train::fit::FitOptions { l2, patience, ..Default::default() };
             let options = cvedge::train::TrainOptions { multilabel, folds, threshold, augment, seed, fit };
             model.options(None).and_then(|load| cli::train::train(&model.model, &load, &data, &iterations, &options, publish, json))
         }

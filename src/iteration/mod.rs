@@ -142,6 +142,7 @@ impl Store {
                 skipped: trained.skipped.iter().map(|(i, why)| format!("{}: {why}", i.path.display())).collect(),
                 folds: trained.folds,
                 epochs: trained.final_fit.epochs,
+                best_epoch: trained.final_fit.best_epoch,
                 computed_features: trained.computed_features,
                 feature_seconds: trained.feature_time.as_secs_f64(),
                 training_seconds: trained.training_time.as_secs_f64(),

@@ -80,7 +80,9 @@ pub struct TrainingRecord {
     /// Images left out (unreadable), with why.
     pub skipped: Vec<String>,
     pub folds: usize,
+    /// L-BFGS iterations of the final fit, and the one whose weights were kept.
     pub epochs: usize,
+    pub best_epoch: usize,
     pub computed_features: usize,
     pub feature_seconds: f64,
     pub training_seconds: f64,
