@@ -34,7 +34,7 @@ What it does
   Also run at C = 1 / (l2 * n_train) for cvedge's default l2 = 0.01: the same penalty as cvedge's
   objective (mean loss + l2/2 |W|^2 on standardised features is sklearn's 1/2 |W|^2 + C * sum of
   losses with C = 1 / (l2 * n)), so a difference from cvedge there comes from the optimiser
-  (full-batch Adam with early stopping on a held-out tenth) rather than from the penalty.
+  (L-BFGS with early stopping on a held-out tenth) rather than from the penalty.
   The folds are not the same images as cvedge's (another shuffle); both are stratified 5-fold.
 
 Reproduce (from the repo root, after `cargo build --release`; needs scikit-learn, see
@@ -308,7 +308,7 @@ def main():
         "|---|--:|--:|--:|--:|--:|--:|---|",
         row("**cvedge train** (defaults: l2 0.01, augment 0)", base, top1,
             "%.1f s (training %.1f s)" % (base["_wall"], base["_training"].get("training_seconds", float("nan"))), "",
-            "full-batch Adam, early stopping on a held-out tenth"),
+            "L-BFGS, early stopping on a held-out tenth"),
         row("**scikit-learn** LogisticRegression C=1 (lbfgs, StandardScaler)", sk, sk0,
             "%.1f s" % sk_seconds, "", "lbfgs converged in %d iterations (final fit)" % sk_iter),
         row("scikit-learn, C = 1/(0.01 n): cvedge's default penalty", skm, skm0,

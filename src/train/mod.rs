@@ -6,7 +6,7 @@
 //!   streamed through one worker per core, cached on disk by the image's content hash.
 //! - [`augment`]: the deterministic variants (mirror, jittered crop) `--augment` adds.
 //! - [`fit`]: the head itself: softmax or independent sigmoids on standardised features, L2,
-//!   full-batch Adam, early stopping; folded back into a plain [`crate::head::LinearHead`].
+//!   L-BFGS, early stopping; folded back into a plain [`crate::head::LinearHead`].
 //! - [`folds`]: deterministic k-fold splits of the training images (plain and stratified by tag),
 //!   so every image is validated exactly once by a head that never saw it.
 //! - [`metrics`]: one fold's validation probabilities in, [`metrics::Metrics`] out (multiclass and
