@@ -106,6 +106,13 @@ impl Classifier {
         Ok(Classification { probabilities, preprocess: preprocessed - started, inference: preprocessed.elapsed() })
     }
 
+    /// The backbone's features for one image: preprocessing and engine, without the head (what
+    /// training fits a new head on). `tensor` is scratch space of `preprocessor.tensor_len()`.
+    pub fn backbone(&self, image: &image::RgbImage, tensor: &mut [f32]) -> Result<Vec<f32>> {
+        self.preprocessor.prepare(image, tensor);
+        self.engine.run(tensor, 1)
+    }
+
     /// Tags at or above the threshold: every such tag for multilabel, the best one for multiclass.
     pub fn detected(&self, probabilities: &[f32]) -> Vec<usize> {
         let mut above: Vec<usize> = (0..probabilities.len()).filter(|&i| probabilities[i] >= self.threshold).collect();

@@ -47,6 +47,17 @@ struct ModelArgs {
     no_split: bool,
 }
 
+/// Where training reads tagged images and keeps iterations (and its feature cache).
+#[derive(clap::Args)]
+struct TrainingDirs {
+    /// The training data folder (one folder per tag).
+    #[arg(long, default_value = "cvedge-data")]
+    data: PathBuf,
+    /// Where iterations are kept.
+    #[arg(long, default_value = "cvedge-iterations")]
+    iterations: PathBuf,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ColorArg {
     Bgr,
@@ -96,12 +107,8 @@ enum Command {
     Train {
         #[command(flatten)]
         model: ModelArgs,
-        /// The training data folder (one folder per tag).
-        #[arg(long, default_value = "cvedge-data")]
-        data: PathBuf,
-        /// Where iterations are kept.
-        #[arg(long, default_value = "cvedge-iterations")]
-        iterations: PathBuf,
+        #[command(flatten)]
+        dirs: TrainingDirs,
         /// Each tag judged on its own (sigmoids); default: one tag per image (softmax).
         #[arg(long)]
         multilabel: bool,
@@ -159,10 +166,8 @@ enum Command {
     Features {
         #[command(flatten)]
         model: ModelArgs,
-        #[arg(long, default_value = "cvedge-data")]
-        data: PathBuf,
-        #[arg(long, default_value = "cvedge-iterations")]
-        iterations: PathBuf,
+        #[command(flatten)]
+        dirs: TrainingDirs,
         #[arg(long)]
         out: PathBuf,
     },
@@ -264,15 +269,15 @@ fn main() -> ExitCode {
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),
         Command::Capture { tag, source, import, count, interval, data } => capture(&tag, source.as_deref(), &import, count, interval, &data),
         Command::Dataset { data } => dataset(&data),
-        Command::Train { model, data, iterations, multilabel, folds, threshold, augment, seed, l2, patience, publish, json } => {
+        Command::Train { model, dirs, multilabel, folds, threshold, augment, seed, l2, patience, publish, json } => {
             let fit = cvedge::train::fit::FitOptions { l2, patience, ..Default::default() };
             let options = cvedge::train::TrainOptions { multilabel, folds, threshold, augment, seed, fit };
-            model.options(None).and_then(|load| cli::train::train(&model.model, &load, &data, &iterations, &options, publish, json))
+            model.options(None).and_then(|load| cli::train::train(&model.model, &load, &dirs.data, &dirs.iterations, &options, publish, json))
         }
         Command::Export { iteration, out } => export(&iteration, &out),
         Command::Bench { model, image, runs, json } => model.options(None).and_then(|load| cli::bench::bench(&model.model, &load, &image, runs, json)),
-        Command::Features { model, data, iterations, out } => {
-            model.options(None).and_then(|load| cli::train::features(&model.model, &load, &data, &iterations, &out))
+        Command::Features { model, dirs, out } => {
+            model.options(None).and_then(|load| cli::train::features(&model.model, &load, &dirs.data, &dirs.iterations, &out))
         }
         Command::Iterations { iterations, command } => cli::train::iterations(&iterations, &command),
         Command::Run { config, model, source, mqtt, device, interval, state_dir, data, print, max_frames } => {
@@ -348,30 +353,16 @@ fn inspect(args: &ModelArgs, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Files to classify: each argument, or the images inside it when it is a folder.
+/// Files to classify: each argument, or the images inside it when it is a folder (a folder that
+/// cannot be listed is passed on as it is, so it is reported with the other unreadable inputs).
 fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let is_image = |p: &Path| {
-        p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-            ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"].contains(&e.to_ascii_lowercase().as_str())
+    paths
+        .iter()
+        .flat_map(|path| match path.is_dir().then(|| cvedge::source::images_in(path)) {
+            Some(Ok(images)) => images,
+            _ => vec![path.clone()],
         })
-    };
-    let mut out = vec![];
-    for path in paths {
-        if path.is_dir() {
-            let mut inner: Vec<PathBuf> = std::fs::read_dir(path)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
-            inner.sort();
-            out.extend(inner);
-        } else {
-            out.push(path.clone());
-        }
-    }
-    out
+        .collect()
 }
 
 fn predict(args: &ModelArgs, threshold: Option<f32>, json: bool, timings: bool, images: &[PathBuf]) -> anyhow::Result<ExitCode> {

@@ -42,7 +42,7 @@ impl SeqCounter {
     }
 
     /// The next number.
-    pub fn next(&mut self) -> Result<u64> {
+    pub fn take(&mut self) -> Result<u64> {
         if self.next >= self.reserved_until {
             self.reserve()?;
         }
@@ -61,11 +61,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("door.seq");
         let mut a = SeqCounter::open(&file).unwrap();
-        let first: Vec<u64> = (0..1500).map(|_| a.next().unwrap()).collect();
+        let first: Vec<u64> = (0..1500).map(|_| a.take().unwrap()).collect();
         assert!(first.windows(2).all(|w| w[1] == w[0] + 1));
         drop(a); // as if killed: nothing is flushed on drop
         let mut b = SeqCounter::open(&file).unwrap();
-        assert!(b.next().unwrap() > *first.last().unwrap());
+        assert!(b.take().unwrap() > *first.last().unwrap());
     }
 
     #[test]

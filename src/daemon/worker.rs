@@ -151,7 +151,7 @@ impl Worker {
         let iteration = model.iteration_id.clone();
         let mut response = PredictionResponse::new(&model.labels, probabilities, &iteration);
         response.camera = Some(self.camera.clone());
-        response.seq = Some(self.seq.next()?);
+        response.seq = Some(self.seq.take()?);
         response.frame_time = Some(utc(captured));
         response.skipped = Some(skipped);
         response.latency_ms = Some(captured.elapsed().map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0));

@@ -12,8 +12,6 @@ use crate::source::{Frame, Pixels};
 /// The portal's minimum number of images per tag.
 pub const MIN_IMAGES_PER_TAG: usize = 5;
 
-const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"];
-
 pub struct Dataset {
     root: PathBuf,
 }
@@ -95,7 +93,7 @@ impl Dataset {
     pub fn import(&self, tag: &str, file: &Path) -> Result<Added> {
         let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
         crate::source::decode(&bytes, &file.display().to_string())?;
-        let extension = file.extension().and_then(|e| e.to_str()).filter(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())).unwrap_or("jpg");
+        let extension = file.extension().and_then(|e| e.to_str()).filter(|_| crate::source::is_image(file)).unwrap_or("jpg");
         self.add(tag, &bytes, extension)
     }
 
@@ -109,16 +107,7 @@ impl Dataset {
             if !path.is_dir() || name.starts_with('.') {
                 continue;
             }
-            let mut images: Vec<PathBuf> = std::fs::read_dir(&path)
-                .map_err(|e| Error::io(&path, e))?
-                .flatten()
-                .filter(|f| {
-                    let name = f.file_name().to_string_lossy().to_ascii_lowercase();
-                    !name.starts_with('.') && IMAGE_EXTENSIONS.iter().any(|e| name.ends_with(&format!(".{e}")))
-                })
-                .map(|f| f.path())
-                .collect();
-            images.sort();
+            let images = crate::source::images_in(&path)?;
             tags.insert(name, images);
         }
         Ok(tags)

@@ -192,7 +192,15 @@ fn float_tensor(name: &str, dims: Vec<i64>, data: Vec<f32>) -> TensorProto {
 /// Keeps only the nodes the graph's outputs depend on, so the ai.onnx.ml tail (and anything else
 /// dangling) never reaches tract.
 fn prune_unused(graph: &mut pb::GraphProto) {
-    let mut needed: HashSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let needed = prune_to(graph, outputs);
+    graph.input.retain(|i| needed.contains(&i.name));
+}
+
+/// Drops every node and initializer the tensors `roots` do not depend on, and returns the names
+/// of all the tensors they do depend on (inputs included), for the caller to prune the rest.
+pub(crate) fn prune_to(graph: &mut pb::GraphProto, roots: impl IntoIterator<Item = String>) -> HashSet<String> {
+    let mut needed: HashSet<String> = roots.into_iter().collect();
     let mut keep = vec![false; graph.node.len()];
     for (i, node) in graph.node.iter().enumerate().rev() {
         if node.output.iter().any(|o| needed.contains(o)) {
@@ -203,5 +211,5 @@ fn prune_unused(graph: &mut pb::GraphProto) {
     let mut flags = keep.into_iter();
     graph.node.retain(|_| flags.next().unwrap_or(false));
     graph.initializer.retain(|t| needed.contains(&t.name));
-    graph.input.retain(|i| needed.contains(&i.name));
+    needed
 }

@@ -131,17 +131,7 @@ fn find_features(path: &Path, graph: &GraphProto) -> Result<(String, Option<usiz
 
 /// Keeps only the nodes, initializers and value infos `roots` depend on (and the image input).
 fn prune(graph: &mut GraphProto, roots: &[&str], image_input: &str) {
-    let mut needed: HashSet<String> = roots.iter().map(|r| r.to_string()).collect();
-    let mut keep = vec![false; graph.node.len()];
-    for (i, node) in graph.node.iter().enumerate().rev() {
-        if node.output.iter().any(|o| needed.contains(o)) {
-            keep[i] = true;
-            needed.extend(node.input.iter().filter(|s| !s.is_empty()).cloned());
-        }
-    }
-    let mut flags = keep.into_iter();
-    graph.node.retain(|_| flags.next().unwrap_or(false));
-    graph.initializer.retain(|t| needed.contains(&t.name));
+    let needed = crate::engine::onnx::prune_to(graph, roots.iter().map(|r| r.to_string()));
     graph.input.retain(|i| i.name == image_input || needed.contains(&i.name));
     let produced: HashSet<&String> = graph.node.iter().flat_map(|n| &n.output).collect();
     // tract's protobuf knows only tensor types; a value info it could not read is dropped.

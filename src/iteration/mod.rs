@@ -349,19 +349,8 @@ pub fn load_classifier(dir: &Path, options: &LoadOptions) -> Result<Classifier> 
         return Err(Error::Option("a trained iteration always runs as backbone + head; drop --no-split".to_owned()));
     }
     let mut options = options.clone();
-    options.recipe = options.recipe.or_else(|| record.preprocessing.recipe.parse().ok());
-    options.color = options.color.or(match record.preprocessing.color.as_str() {
-        "RGB" => Some(crate::preprocess::ColorOrder::Rgb),
-        "BGR" => Some(crate::preprocess::ColorOrder::Bgr),
-        _ => None,
-    });
-    options.range = options.range.or(match record.preprocessing.range.as_str() {
-        "0..1" => Some(crate::preprocess::ValueRange::Unit),
-        "0..255" => Some(crate::preprocess::ValueRange::Byte),
-        _ => None,
-    });
-    let threshold = options.threshold.unwrap_or(record.threshold);
-    options.threshold = Some(threshold);
+    record.preprocessing.fill(&mut options);
+    options.threshold = options.threshold.or(Some(record.threshold));
     let mut classifier = Classifier::load_export(&base, &options)?;
     if classifier.engine.output_width() != head.width {
         return Err(damaged(dir, format!("the head expects {} features but the base gives {}", head.width, classifier.engine.output_width())));

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::classifier::LoadOptions;
 use crate::error::{Error, Result};
 use crate::head::{Activation, LinearHead};
 use crate::preprocess::{ColorOrder, Conventions, ValueRange};
@@ -70,6 +71,22 @@ impl PreprocessingRecord {
             }
             .to_owned(),
         }
+    }
+
+    /// Fills the options the user left unset with the recorded preprocessing, so the iteration
+    /// sees images exactly as its features were computed.
+    pub fn fill(&self, options: &mut LoadOptions) {
+        options.recipe = options.recipe.or_else(|| self.recipe.parse().ok());
+        options.color = options.color.or(match self.color.as_str() {
+            "RGB" => Some(ColorOrder::Rgb),
+            "BGR" => Some(ColorOrder::Bgr),
+            _ => None,
+        });
+        options.range = options.range.or(match self.range.as_str() {
+            "0..1" => Some(ValueRange::Unit),
+            "0..255" => Some(ValueRange::Byte),
+            _ => None,
+        });
     }
 }
 

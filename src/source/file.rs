@@ -43,8 +43,7 @@ impl FileSource {
         let origin = format!("file:{pattern}");
         let path = Path::new(pattern);
         let mut paths: Vec<PathBuf> = if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
-            entries.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.is_file() && is_image(p)).collect()
+            images_in(path)?
         } else if pattern.contains(['*', '?', '[']) {
             let matches = glob::glob(pattern).map_err(|e| Error::capture(&origin, format!("not a valid glob ({e})"), "write e.g. file:/images/*.jpg"))?;
             matches.filter_map(|m| m.ok()).filter(|p| p.is_file()).collect()
@@ -62,8 +61,21 @@ impl FileSource {
     }
 }
 
-fn is_image(path: &Path) -> bool {
+/// Whether the file's name ends in an image extension (any case).
+pub fn is_image(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The image files directly inside `dir`, sorted by name. Hidden files are skipped: a `.name`
+/// is a half-written temporary file or macOS's `._photo.jpg` metadata, never a picture.
+pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut images: Vec<PathBuf> = entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.is_file() && is_image(p) && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    images.sort();
+    Ok(images)
 }
 
 impl Source for FileSource {

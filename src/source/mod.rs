@@ -25,7 +25,7 @@ use std::time::SystemTime;
 
 pub use decode::decode;
 pub use ffmpeg::FfmpegSource;
-pub use file::FileSource;
+pub use file::{images_in, is_image, FileSource};
 pub use mjpeg::MjpegSource;
 pub use spec::{SourceOptions, SourceSpec};
 pub use synthetic::SyntheticSource;

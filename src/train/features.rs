@@ -109,9 +109,7 @@ fn compute(classifier: &Classifier, image: &TaggedImage, variants: &[usize], see
     variants
         .iter()
         .map(|&v| {
-            let pixels = augment::variant(decoded.clone(), seed, &image.sha1, v);
-            classifier.preprocessor.prepare(&pixels, &mut tensor);
-            classifier.engine.run(&tensor, 1)
+            classifier.backbone(&augment::variant(decoded.clone(), seed, &image.sha1, v), &mut tensor)
         })
         .collect()
 }
