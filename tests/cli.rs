@@ -8,21 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn cvedge(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).output().expect("run cvedge");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// Runs a command that must fail with one `error:` line containing every fragment.
 fn assert_fails(args: &[&str], fragments: &[&str]) {
     let run = cvedge(args);

@@ -411,17 +411,9 @@ fn tagged_crops(data: &std::path::Path, tags: &[&str]) {
 
 /// Trains an iteration with the CLI and returns its id.
 fn train_iteration(data: &std::path::Path, iterations: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cvedge"))
-        .args(["train", "--model", "models/demo", "--folds", "0", "--json"])
-        .arg("--data")
-        .arg(data)
-        .arg("--iterations")
-        .arg(iterations)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = cvedge(&["train", "--model", "models/demo", "--folds", "0", "--json", "--data", data.to_str().unwrap(), "--iterations", iterations.to_str().unwrap()]);
+    assert!(run.ok(), "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     report["id"].as_str().unwrap().to_owned()
 }
 

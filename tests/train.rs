@@ -7,23 +7,19 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{argmax, fixtures, repo, KillOnDrop};
+use common::{argmax, cvedge, fixtures, repo, KillOnDrop};
 use image::RgbImage;
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn cvedge(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).output().expect("run cvedge");
-    Run { ok: out.status.success(), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+/// `cvedge train --model MODEL --data DATA --iterations ROOT` followed by `extra`.
+fn train_args<'a>(model: &'a str, data: &'a Path, root: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--model", model, "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args
 }
 
 fn ok(args: &[&str]) -> String {
     let run = cvedge(args);
-    assert!(run.ok, "cvedge {args:?} failed: {}", run.stderr);
+    assert!(run.ok(), "cvedge {args:?} failed: {}", run.stderr);
     run.stdout
 }
 
@@ -99,7 +95,7 @@ fn new_tags_are_learnt_and_held_out_images_classified_by_a_fresh_process() {
     let (data, iterations, held_out) = (dir.path().join("data"), dir.path().join("iterations"), dir.path().join("held-out"));
     // New tags, not the export's: "pets" is two of its tags together, "mug" one renamed.
     make_data(&data, &[("pets", repo().join("models/samples/cat.jpg")), ("pets", repo().join("models/samples/dog.jpg")), ("mug", repo().join("models/samples/coffee.jpg"))], 6, 1);
-    let out = ok(&["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", iterations.to_str().unwrap(), "--json"]);
+    let out = ok(&train_args("models/demo", &data, &iterations, &["--json"]));
     let report = json(&out);
     let iteration = PathBuf::from(report["iteration"].as_str().unwrap());
     assert_eq!(iteration, iterations.join("1"));
@@ -133,17 +129,28 @@ fn the_published_iteration_is_what_the_iterations_folder_loads() {
     let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
     make_data(&data, &samples(&["cat", "rocket"]), 5, 2);
     let root_arg = root.to_str().unwrap();
-    let first = json(&ok(&["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root_arg, "--folds", "0", "--json"]));
+    let first = json(&ok(&train_args("models/demo", &data, &root, &["--folds", "0", "--json"])));
     assert!(first["precision"].is_null(), "no evaluation with --folds 0");
     // Nothing published yet: the folder is refused with the fix.
     let run = cvedge(&["predict", "--model", root_arg, "models/samples/cat.jpg"]);
-    assert!(!run.ok && run.stderr.contains("iterations publish"), "{}", run.stderr);
+    assert!(!run.ok() && run.stderr.contains("iterations publish"), "{}", run.stderr);
     ok(&["iterations", "--iterations", root_arg, "publish", "1"]);
     let line = ok(&["predict", "--model", root_arg, "--json", "models/samples/rocket.jpg"]);
     assert_eq!(json(&line)["iteration"], first["id"]);
     assert_eq!(json(&line)["predictions"][0]["tagName"], "rocket");
     let list = ok(&["iterations", "--iterations", root_arg, "list"]);
     assert!(list.lines().any(|l| l.starts_with('*') && l.contains(first["id"].as_str().unwrap())), "{list}");
+    // `train --publish` publishes what it trained; `show --json` says which one is published.
+    let second = json(&ok(&train_args("models/demo", &data, &root, &["--seed", "3", "--publish", "--json"])));
+    assert_eq!(second["published"], true);
+    let line = ok(&["predict", "--model", root_arg, "--json", "models/samples/cat.jpg"]);
+    assert_eq!(json(&line)["iteration"], second["id"]);
+    let show = |n: &str| json(&ok(&["iterations", "--iterations", root_arg, "show", n, "--json"]));
+    let (one, two) = (show("1"), show("2"));
+    assert_eq!((one["published"].clone(), two["published"].clone()), (serde_json::json!(false), serde_json::json!(true)));
+    assert_eq!(two["iteration"], second["iteration"]);
+    assert_eq!(two["perTagPerformance"].as_array().map(Vec::len), Some(2), "{two}");
+    assert!(one["precision"].is_null(), "iteration 1 was not evaluated: {one}");
 }
 
 #[test]
@@ -152,8 +159,8 @@ fn a_kill_during_publish_leaves_one_complete_iteration_published() {
     let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
     make_data(&data, &samples(&["cat", "rocket"]), 5, 3);
     let root_arg = root.to_str().unwrap();
-    let train = ["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root_arg, "--folds", "0", "--json"];
-    let ids = [json(&ok(&train))["id"].clone(), json(&ok(&[&train[..], &["--seed", "1"]].concat()))["id"].clone()];
+    let train = |extra: &[&str]| json(&ok(&train_args("models/demo", &data, &root, &[&["--folds", "0", "--json"], extra].concat())))["id"].clone();
+    let ids = [train(&[]), train(&["--seed", "1"])];
     ok(&["iterations", "--iterations", root_arg, "publish", "1"]);
     let mut rng = Lcg(7);
     for round in 0..30 {
@@ -184,26 +191,22 @@ fn deleting_keeps_images_other_iterations_use_and_never_the_published_one() {
     let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
     make_data(&data, &samples(&["cat", "rocket"]), 5, 4);
     let root_arg = root.to_str().unwrap();
-    let train = |extra: &[&str]| {
-        let mut args = vec!["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root_arg, "--folds", "0", "--json"];
-        args.extend_from_slice(extra);
-        json(&ok(&args))
-    };
-    train(&[]);
+    let train = || ok(&train_args("models/demo", &data, &root, &["--folds", "0"]));
+    train();
     // Iteration 2 sees the same images plus five of a new tag.
     make_data(&data, &samples(&["dog"]), 5, 5);
-    train(&[]);
+    train();
     let images = |root: &Path| std::fs::read_dir(root.join("images")).unwrap().count();
     assert_eq!(images(&root), 15);
     ok(&["iterations", "--iterations", root_arg, "publish", "1"]);
     let run = cvedge(&["iterations", "--iterations", root_arg, "delete", "1"]);
-    assert!(!run.ok && run.stderr.contains("published"), "{}", run.stderr);
+    assert!(!run.ok() && run.stderr.contains("published"), "{}", run.stderr);
     ok(&["iterations", "--iterations", root_arg, "publish", "2"]);
     ok(&["iterations", "--iterations", root_arg, "delete", "1"]);
     assert_eq!(images(&root), 15, "iteration 2 uses every image iteration 1 had");
     // Images only a deleted iteration used do go.
     make_data(&data, &samples(&["eagle"]), 5, 15);
-    train(&[]);
+    train();
     assert_eq!(images(&root), 20);
     ok(&["iterations", "--iterations", root_arg, "delete", "3"]);
     assert_eq!(images(&root), 15);
@@ -213,8 +216,8 @@ fn deleting_keeps_images_other_iterations_use_and_never_the_published_one() {
     let line = ok(&["predict", "--model", root_arg, "--json", "models/samples/dog.jpg"]);
     assert_eq!(json(&line)["predictions"][0]["tagName"], "dog");
     // Deleting the last one (after publishing nothing else is impossible) is refused too.
-    assert!(!cvedge(&["iterations", "--iterations", root_arg, "delete", "2"]).ok);
-    assert!(!cvedge(&["iterations", "--iterations", root_arg, "show", "1"]).ok, "iteration 1 is gone");
+    assert!(!cvedge(&["iterations", "--iterations", root_arg, "delete", "2"]).ok());
+    assert!(!cvedge(&["iterations", "--iterations", root_arg, "show", "1"]).ok(), "iteration 1 is gone");
 }
 
 #[test]
@@ -222,11 +225,7 @@ fn retraining_after_adding_images_only_computes_the_new_ones_and_is_deterministi
     let dir = tempfile::tempdir().unwrap();
     let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
     make_data(&data, &samples(&["cat", "eagle"]), 6, 6);
-    let train = || {
-        let run = cvedge(&["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap(), "--augment", "1"]);
-        assert!(run.ok, "{}", run.stderr);
-        PathBuf::from(run.stdout.trim())
-    };
+    let train = || PathBuf::from(ok(&train_args("models/demo", &data, &root, &["--augment", "1"])).trim());
     let first = train();
     let record = |dir: &Path| json(&std::fs::read_to_string(dir.join("iteration.json")).unwrap());
     // 12 images, each itself and its mirror image.
@@ -252,10 +251,9 @@ fn multilabel_images_in_several_tag_folders_get_every_tag() {
     let counts = ok(&["dataset", "--data", data.to_str().unwrap()]);
     assert!(counts.contains("6  animal") && counts.contains("6  furry"), "{counts}");
     make_data(&data, &[("animal", repo().join("models/samples/dog.jpg")), ("thing", repo().join("models/samples/rocket.jpg"))], 6, 9);
-    let base = ["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap()];
-    let run = cvedge(&base);
-    assert!(!run.ok && run.stderr.contains("--multilabel"), "multiclass refuses two tags on one image: {}", run.stderr);
-    let report = json(&ok(&[&base[..], &["--multilabel", "--json"]].concat()));
+    let run = cvedge(&train_args("models/demo", &data, &root, &[]));
+    assert!(!run.ok() && run.stderr.contains("--multilabel"), "multiclass refuses two tags on one image: {}", run.stderr);
+    let report = json(&ok(&train_args("models/demo", &data, &root, &["--multilabel", "--json"])));
     assert_eq!(report["classificationType"], "multilabel");
     assert!(report["confusion"].is_null());
     let cat = json(&ok(&["predict", "--model", report["iteration"].as_str().unwrap(), "--json", "models/samples/cat.jpg"]));
@@ -269,16 +267,16 @@ fn bad_training_data_gets_one_clear_sentence_and_unreadable_images_are_left_out(
     let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
     make_data(&data, &samples(&["cat"]), 6, 10);
     make_data(&data, &samples(&["dog"]), 3, 11);
-    let base = ["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap()];
+    let base = train_args("models/demo", &data, &root, &[]);
     let run = cvedge(&base);
-    assert!(!run.ok && run.stderr.contains("dog (3)") && run.stderr.contains("at least 5"), "{}", run.stderr);
+    assert!(!run.ok() && run.stderr.contains("dog (3)") && run.stderr.contains("at least 5"), "{}", run.stderr);
     make_data(&data, &samples(&["dog"]), 3, 12);
     std::fs::write(data.join("dog/broken.jpg"), b"\xff\xd8 not really a jpeg").unwrap();
     let run = cvedge(&base);
-    assert!(run.ok, "{}", run.stderr);
+    assert!(run.ok(), "{}", run.stderr);
     assert!(run.stderr.contains("left out") && run.stderr.contains("broken.jpg"), "{}", run.stderr);
-    let missing = cvedge(&["train", "--model", "models/demo", "--data", dir.path().join("nope").to_str().unwrap()]);
-    assert!(!missing.ok && missing.stderr.contains("capture"), "{}", missing.stderr);
+    let missing = cvedge(&train_args("models/demo", &dir.path().join("nope"), &root, &[]));
+    assert!(!missing.ok() && missing.stderr.contains("capture"), "{}", missing.stderr);
 }
 
 /// Fine-tuning on the real exports' own backbones: every fixture with at least two sample photos
@@ -298,10 +296,7 @@ fn real_exports_train_on_their_own_backbone() {
         let names: Vec<String> = photos.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
         let tagged: Vec<(&str, PathBuf)> = names.iter().map(String::as_str).zip(photos.iter().cloned()).collect();
         make_data(&dir.path().join("data"), &tagged, 6, 13);
-        let report = json(&ok(&[
-            "train", "--model", folder.to_str().unwrap(), "--data", dir.path().join("data").to_str().unwrap(),
-            "--iterations", dir.path().join("it").to_str().unwrap(), "--json",
-        ]));
+        let report = json(&ok(&train_args(folder.to_str().unwrap(), &dir.path().join("data"), &dir.path().join("it"), &["--json"])));
         let iteration = PathBuf::from(report["iteration"].as_str().unwrap());
         let held_out = dir.path().join("held-out");
         std::fs::create_dir_all(&held_out).unwrap();
@@ -324,7 +319,7 @@ fn the_library_loads_an_iteration_with_the_trained_head() {
     let dir = tempfile::tempdir().unwrap();
     let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
     make_data(&data, &samples(&["coffee", "eagle"]), 5, 14);
-    let out = ok(&["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap(), "--folds", "0"]);
+    let out = ok(&train_args("models/demo", &data, &root, &["--folds", "0"]));
     let classifier = cvedge::Classifier::load(out.trim(), &Default::default()).unwrap();
     assert_eq!(classifier.labels, ["coffee", "eagle"]);
     let eagle = classifier.classify(&photo(&repo().join("models/samples/eagle.jpg"))).unwrap();
@@ -337,7 +332,7 @@ fn an_iteration_exports_as_a_standalone_onnx_export_with_the_same_probabilities(
     let dir = tempfile::tempdir().unwrap();
     let (data, root, out) = (dir.path().join("data"), dir.path().join("iterations"), dir.path().join("export"));
     make_data(&data, &samples(&["dog", "eagle", "rocket"]), 5, 16);
-    let iteration = ok(&["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap(), "--folds", "0"]);
+    let iteration = ok(&train_args("models/demo", &data, &root, &["--folds", "0"]));
     let written = ok(&["export", iteration.trim(), "--out", out.to_str().unwrap()]);
     for file in ["model.onnx", "labels.txt", "cvexport.manifest"] {
         assert!(written.contains(file) && out.join(file).is_file(), "{file}: {written}");
@@ -364,9 +359,9 @@ fn iterations_on_a_tflite_base_run_but_export_says_it_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
     make_data(&data, &samples(&["cat", "rocket"]), 5, 17);
-    let iteration = ok(&["train", "--model", base.to_str().unwrap(), "--data", data.to_str().unwrap(), "--iterations", root.to_str().unwrap(), "--folds", "0"]);
+    let iteration = ok(&train_args(base.to_str().unwrap(), &data, &root, &["--folds", "0"]));
     let run = cvedge(&["export", iteration.trim(), "--out", dir.path().join("out").to_str().unwrap()]);
-    assert!(!run.ok && run.stderr.contains("ONNX-only") && run.stderr.contains("TensorFlow Lite"), "{}", run.stderr);
+    assert!(!run.ok() && run.stderr.contains("ONNX-only") && run.stderr.contains("TensorFlow Lite"), "{}", run.stderr);
     let run = cvedge(&["export", "models/demo", "--out", dir.path().join("out").to_str().unwrap()]);
-    assert!(!run.ok && run.stderr.contains("not a trained iteration"), "{}", run.stderr);
+    assert!(!run.ok() && run.stderr.contains("not a trained iteration"), "{}", run.stderr);
 }

@@ -60,6 +60,29 @@ pub fn argmax(v: &[f32]) -> usize {
     (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).expect("non-empty")
 }
 
+/// What a `cvedge` command did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Runs the `cvedge` binary from the repository root, as a user would.
+pub fn cvedge(args: &[&str]) -> Run {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).output().expect("run cvedge");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// A child process (daemon, ffmpeg) that is killed when the test ends, even by a panic, so a
 /// failing test never leaves a process spinning on the machine.
 pub struct KillOnDrop(pub std::process::Child);
