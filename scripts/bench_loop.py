@@ -67,6 +67,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchdoc  # noqa: E402  (replace_section())
 import bench_predict as bp  # noqa: E402  (machine_info(), run_cvedge(), schedule(), fmt(), LINE)
 
 REPO = bp.REPO
@@ -458,18 +459,7 @@ def main():
     print(report)
 
     if args.out:
-        out = os.path.join(REPO, args.out) if not os.path.isabs(args.out) else args.out
-        section = SECTION.format(heading=HEADING, cmd=CMD, model=args.model, fps=args.fps_high, report=report)
-        text = open(out, encoding="utf-8").read() if os.path.exists(out) else ""
-        at = text.find("\n" + HEADING + "\n")
-        if at >= 0:
-            nxt = text.find("\n## ", at + 1 + len(HEADING))
-            text = text[:at].rstrip("\n") + "\n\n" + section + ("\n" + text[nxt:].lstrip("\n") if nxt >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
-        print("wrote %s" % os.path.relpath(out, REPO), file=sys.stderr)
+        benchdoc.replace_section(args.out, HEADING, SECTION.format(heading=HEADING, cmd=CMD, model=args.model, fps=args.fps_high, report=report))
 
 
 SECTION = """{heading}

@@ -73,6 +73,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchdoc  # noqa: E402  (run_timed(), replace_section())
 import reference_outputs as ref  # noqa: E402  (load_rgb(), preprocess(), onnx_config())
 
 REPO = ref.REPO
@@ -144,13 +145,7 @@ SETS = {"photos": ("photos (variations of models/samples/*.jpg: cat, coffee, dog
 # runs
 
 
-def run(cmd, what):
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit("FATAL: %s failed (%d):\n%s" % (what, r.returncode, r.stderr[-3000:]))
-    return r, wall
+run = benchdoc.run_timed
 
 
 def cvedge_train(args, data, iters, expect_computed):
@@ -334,18 +329,7 @@ def main():
     report = "\n\n".join([table, summary, "Machine:\n" + machine(args.binary, load_before, load_after, started, args.repeats)])
     print(report)
     if args.out:
-        out = os.path.join(REPO, args.out) if not os.path.isabs(args.out) else args.out
-        section = SECTION.format(heading=HEADING, cmd=CMD, report=report)
-        text = open(out, encoding="utf-8").read() if os.path.exists(out) else ""
-        at = text.find("\n" + HEADING + "\n")
-        if at >= 0:
-            nxt = text.find("\n## ", at + 1 + len(HEADING))
-            text = text[:at].rstrip("\n") + "\n\n" + section + ("\n" + text[nxt:].lstrip("\n") if nxt >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
-        print("wrote %s" % os.path.relpath(out, REPO), file=sys.stderr)
+        benchdoc.replace_section(args.out, HEADING, SECTION.format(heading=HEADING, cmd=CMD, report=report))
 
 
 SECTION = """{heading}

@@ -68,7 +68,10 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchdoc  # noqa: E402  (run_timed())
+
+REPO = benchdoc.REPO
 CMD = "python3 scripts/train_accuracy.py --out docs/training.md"
 BEGIN = "<!-- train_accuracy.py: begin (generated, replaced on every run) -->"
 END = "<!-- train_accuracy.py: end -->"
@@ -161,13 +164,7 @@ def self_test():
 # cvedge
 
 
-def run(cmd, what):
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit("FATAL: %s failed (%d):\n%s" % (what, r.returncode, r.stderr[-3000:]))
-    return r, wall
+run = benchdoc.run_timed
 
 
 def cvedge_train(args, data, iters, threshold=0.5, l2=None, augment=None):
