@@ -166,13 +166,16 @@ mod tests {
         let counts = data.counts().unwrap();
         assert_eq!(counts["cat"], 2);
         assert_eq!(counts["indoor"], 1);
+        // A hidden file (macOS `._` metadata, a temporary file) is never a training image.
+        std::fs::write(dir.path().join("cat/._photo.jpg"), b"resource fork").unwrap();
+        assert_eq!(data.counts().unwrap()["cat"], 2);
         let images = data.images().unwrap();
         assert_eq!(images.len(), 2, "two distinct images");
         let shared = images.iter().find(|i| i.sha1 == sha1_smol::Sha1::from(b"jpeg bytes").digest().to_string()).unwrap();
         assert_eq!(shared.tags, ["cat", "indoor"]);
         // No temporary files are left beside the images.
         let names: Vec<String> = std::fs::read_dir(dir.path().join("cat")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        assert!(names.iter().all(|n| !n.starts_with('.') || n == "._photo.jpg"), "{names:?}");
     }
 
     #[test]
