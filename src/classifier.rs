@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::engine::{load_tract, Engine, EngineOptions, Generation, GraphFacts, InputSpec};
+use crate::engine::{self, Engine, EngineOptions, Generation, GraphFacts, InputSpec};
 use crate::error::{Error, Result};
 use crate::head::{Activation, Head};
 use crate::package::ExportPackage;
@@ -13,6 +13,9 @@ use crate::preprocess::{ColorOrder, Conventions, Preprocess, Preprocessor, Recip
 
 /// Default per-tag probability threshold, as in the portal.
 pub const DEFAULT_THRESHOLD: f32 = 0.5;
+/// The photo `--engine auto` compares engines on (a real photo: int8 ranges are calibrated on
+/// photos, and a synthetic pattern would test the engines where no camera ever looks).
+const CHECK_IMAGE: &[u8] = include_bytes!("../models/samples/cat.jpg");
 /// B, G, R means the 2019 TFLite export expects the caller to subtract.
 pub const LEGACY_MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
 
@@ -69,22 +72,28 @@ impl Classifier {
     /// Loads an export as it is, with the head it was exported with.
     pub fn load_export(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Classifier> {
         let mut package = ExportPackage::load(path)?;
-        let loaded = load_tract(&package, &options.engine)?;
-        // The bytes live on inside the engine; no need to hold a second copy.
-        package.model_bytes = Vec::new();
-        let labels = package.labels.clone().or_else(|| loaded.facts.embedded_labels.clone()).ok_or_else(|| {
+        let analysed = engine::analyse(&package, &options.engine)?;
+        let labels = package.labels.clone().or_else(|| analysed.facts.embedded_labels.clone()).ok_or_else(|| {
             Error::package(
                 &package.origin,
                 "no labels.txt beside the model, and the graph does not name its tags",
                 "put the export's labels.txt (one tag per line, in output order) beside the model",
             )
         })?;
-        if labels.len() != loaded.head.tags() {
-            return Err(Error::LabelCount { path: package.origin.clone(), labels: labels.len(), outputs: loaded.head.tags() });
+        if labels.len() != analysed.head.tags() {
+            return Err(Error::LabelCount { path: package.origin.clone(), labels: labels.len(), outputs: analysed.head.tags() });
         }
-        let input = loaded.engine.input().clone();
-        let conventions = conventions(&package, &loaded.facts, &input, options);
+        let input = analysed.input.clone();
+        let conventions = conventions(&package, &analysed.facts, &input, options);
         let preprocessor = Preprocessor { conventions, layout: input.layout, width: input.width, height: input.height };
+        let mut check = vec![0f32; preprocessor.tensor_len()];
+        if options.engine.choice == engine::EngineChoice::Auto {
+            let image = crate::source::decode(CHECK_IMAGE, "the built-in check image")?;
+            preprocessor.prepare(&image, &mut check);
+        }
+        let loaded = engine::build(&package, analysed, &options.engine, &check)?;
+        // The bytes live on inside the engine; no need to hold a second copy.
+        package.model_bytes = Vec::new();
         let kind = kind(&package, &loaded.facts);
         let threshold = options.threshold.unwrap_or(DEFAULT_THRESHOLD);
         if !(0.0..=1.0).contains(&threshold) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::engine::EngineChoice;
 use crate::error::{Error, Result};
 use crate::source::SourceSpec;
 
@@ -24,6 +25,12 @@ pub struct Config {
     /// Per-tag probability threshold (0..1).
     #[serde(default = "default_threshold")]
     pub threshold: f32,
+    /// Which engine runs the model: tract, onnxruntime or auto (the fastest that agrees with tract).
+    #[serde(default = "default_engine", deserialize_with = "engine_choice")]
+    pub engine: EngineChoice,
+    /// Threads per inference; 0 = one per core.
+    #[serde(default)]
+    pub threads: usize,
     /// Consecutive results needed before a tag becomes a camera's state.
     #[serde(default = "default_consecutive")]
     pub consecutive: u32,
@@ -142,6 +149,12 @@ fn default_device() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "cvedge".to_owned())
+}
+fn default_engine() -> EngineChoice {
+    EngineChoice::Auto
+}
+fn engine_choice<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<EngineChoice, D::Error> {
+    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
 }
 fn default_threshold() -> f32 {
     crate::classifier::DEFAULT_THRESHOLD

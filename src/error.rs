@@ -46,6 +46,14 @@ pub enum Error {
     #[error("{}: {problem}; {fix}", path.display())]
     Iteration { path: PathBuf, problem: String, fix: String },
 
+    /// An engine that cannot be used here (library missing, CPU too old, model it cannot run).
+    #[error("the {engine} engine: {problem}; {fix}")]
+    Engine { engine: &'static str, problem: String, fix: String },
+
+    /// A quantization that cannot be done or did not pass its accuracy gate.
+    #[error("cannot quantize: {problem}; {fix}")]
+    Quantize { problem: String, fix: String },
+
     #[error("inference failed: {0}; this is a bug or an unsupported model, please report it with `cvedge inspect` output")]
     Inference(String),
 
@@ -72,6 +80,10 @@ impl Error {
 
     pub(crate) fn capture(origin: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Error {
         Error::Source { origin: origin.into(), problem: problem.into(), fix: fix.into() }
+    }
+
+    pub(crate) fn engine(engine: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Error {
+        Error::Engine { engine, problem: problem.into(), fix: fix.into() }
     }
 
     pub(crate) fn image(origin: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Error {

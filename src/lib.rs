@@ -15,15 +15,18 @@
 //! - [`preprocess`]: reproduces the cloud's resize/crop recipe, colour order and value range
 //!   ([`preprocess::Preprocessor`]).
 //! - [`engine`]: runs the export's backbone, everything up to the input of the final fully
-//!   connected layer ([`engine::Engine`]). tract is the default engine; its types stay inside
-//!   `engine::tract`.
+//!   connected layer ([`engine::Engine`]): tract (every format, the reference) or onnxruntime
+//!   (ONNX, loaded at run time), or `auto`, the fastest that agrees with tract. No engine's types
+//!   leave its module.
 //! - [`head`]: the final fully connected layer and its activation ([`head::Head`]), split out of the
 //!   export so a head trained on the device can replace it.
 //! - [`sink`]: where results go (JSON lines, a table, MQTT) ([`sink::Sink`]).
 //!
 //! Around the stages: [`daemon`] (`cvedge run`: cameras, latest-frame-wins, smoothing, MQTT,
 //! capture commands and review frames),
-//! [`config`] (its validated TOML), [`dataset`] (tagged captures for training).
+//! [`config`] (its validated TOML), [`dataset`] (tagged captures for training), [`train`] and
+//! [`iteration`] (heads trained on the device), [`export`] (iterations back to ONNX exports),
+//! [`quantize`] (int8 on the device, calibrated on its captures, behind an accuracy gate).
 //!
 //! [`classifier::Classifier`] assembles package, preprocessing, engine and head from an export;
 //! [`prediction`] holds the cloud's prediction JSON.
@@ -41,6 +44,7 @@ pub mod iteration;
 pub mod package;
 pub mod prediction;
 pub mod preprocess;
+pub mod quantize;
 pub mod sink;
 pub mod source;
 pub mod train;

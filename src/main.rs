@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cvedge::classifier::{Classifier, Kind, LoadOptions};
 use cvedge::config::Config;
 use cvedge::daemon::Daemon;
-use cvedge::engine::EngineOptions;
+use cvedge::engine::{EngineChoice, EngineOptions};
 use cvedge::prediction::PredictionResponse;
 use cvedge::preprocess::{ColorOrder, Recipe, ValueRange};
 use cvedge::sink::{JsonLines, Outcome, Sink, Table};
@@ -45,6 +45,13 @@ struct ModelArgs {
     /// Run the whole graph instead of backbone + head (diagnostics).
     #[arg(long, hide = true)]
     no_split: bool,
+    /// Engine: tract (built in), onnxruntime (needs libonnxruntime.so.1, see
+    /// scripts/install_onnxruntime.sh), or auto: the fastest that agrees with tract.
+    #[arg(long, default_value = "auto")]
+    engine: EngineChoice,
+    /// Threads per inference (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 /// Where training reads tagged images and keeps iterations (and its feature cache).
@@ -140,8 +147,18 @@ enum Command {
     /// Measure one engine configuration: load, first inference, median / p90 latency, frames per
     /// second and peak memory (one image, classified repeatedly through predict's stages).
     Bench {
-        #[command(flatten)]
-        model: ModelArgs,
+        /// Model(s) to measure (repeat --model): exports, iterations, quantized folders.
+        #[arg(long, short, required = true)]
+        model: Vec<PathBuf>,
+        /// Engines, comma-separated (tract, onnxruntime, auto), or all: every one that loads here.
+        #[arg(long, default_value = "all")]
+        engine: String,
+        /// Thread counts, comma-separated; 0 = one per core.
+        #[arg(long, default_value = "1")]
+        threads: String,
+        /// Quantize each model on these images first and measure its int8 twin too.
+        #[arg(long)]
+        calibrate: Option<PathBuf>,
         /// The image to classify (default: the bundled dog photo).
         #[arg(long, default_value = "models/samples/dog.jpg")]
         image: PathBuf,
@@ -149,6 +166,31 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         runs: usize,
         /// One JSON object per configuration per line.
+        #[arg(long)]
+        json: bool,
+        /// Measure one configuration in this process (what the parent runs per configuration).
+        #[arg(long, hide = true)]
+        single: bool,
+    },
+    /// Quantize a model to int8 on this device: calibrate on DIR's images (a capture folder or
+    /// any folder of photos like the camera's), check agreement with the float model on held-out
+    /// images, and write a new export folder (refused below --min-agreement).
+    Quantize {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Images to calibrate on (searched recursively, e.g. the training data folder).
+        #[arg(long)]
+        calibrate: PathBuf,
+        /// Images to check agreement on (default: every fifth calibration image is held out).
+        #[arg(long)]
+        holdout: Option<PathBuf>,
+        /// Where the int8 export folder goes.
+        #[arg(long)]
+        out: PathBuf,
+        /// Top-1 agreement with the float model, in percent, below which nothing is written.
+        #[arg(long, default_value_t = 99.0)]
+        min_agreement: f64,
+        /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -256,9 +298,20 @@ impl ModelArgs {
                 RangeArg::Unit => ValueRange::Unit,
             }),
             threshold,
-            engine: EngineOptions { split: !self.no_split },
+            engine: EngineOptions { split: !self.no_split, choice: self.engine, threads: self.threads },
         })
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench(models: Vec<PathBuf>, engines: &str, threads: &str, calibrate: Option<PathBuf>, image: PathBuf, runs: usize, json: bool, single: bool) -> anyhow::Result<ExitCode> {
+    let engines = cli::bench::parse_engines(engines).map_err(|e| anyhow::anyhow!("--engine: {e}"))?;
+    let threads = cli::bench::parse_threads(threads).map_err(|e| anyhow::anyhow!("--threads: {e}"))?;
+    if single {
+        let engine = EngineOptions { choice: engines[0], threads: threads[0], ..Default::default() };
+        return cli::bench::measure(&models[0], &LoadOptions { engine, ..Default::default() }, &image, runs);
+    }
+    cli::bench::bench(&cli::bench::BenchPlan { models, engines, threads, calibrate, image, runs, json })
 }
 
 fn main() -> ExitCode {
@@ -275,7 +328,10 @@ fn main() -> ExitCode {
             model.options(None).and_then(|load| cli::train::train(&model.model, &load, &dirs.data, &dirs.iterations, &options, publish, json))
         }
         Command::Export { iteration, out } => export(&iteration, &out),
-        Command::Bench { model, image, runs, json } => model.options(None).and_then(|load| cli::bench::bench(&model.model, &load, &image, runs, json)),
+        Command::Bench { model, engine, threads, calibrate, image, runs, json, single } => bench(model, &engine, &threads, calibrate, image, runs, json, single),
+        Command::Quantize { model, calibrate, holdout, out, min_agreement, json } => {
+            model.options(None).and_then(|load| cli::quantize::quantize(&model.model, load, calibrate, holdout, out, min_agreement, json))
+        }
         Command::Features { model, dirs, out } => {
             model.options(None).and_then(|load| cli::train::features(&model.model, &load, &dirs.data, &dirs.iterations, &out))
         }

@@ -249,15 +249,20 @@ fn capture_from_a_source_and_by_import_then_list_the_dataset() {
 }
 
 #[test]
-fn bench_reports_one_configuration_as_json() {
-    let run = cvedge(&["bench", "--model", "models/demo", "--runs", "3", "--json"]);
+fn bench_reports_each_configuration_as_a_json_line() {
+    let run = cvedge(&["bench", "--model", "models/demo", "--engine", "tract", "--threads", "1,2", "--runs", "3", "--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    for key in ["load_ms", "first_ms", "median_ms", "p90_ms", "fps", "rss_mb"] {
-        assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report}");
+    let reports: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(reports.len(), 2, "one line per configuration: {}", run.stdout);
+    for (report, threads) in reports.iter().zip([1, 2]) {
+        for key in ["load_ms", "first_ms", "median_ms", "p90_ms", "fps", "rss_mb"] {
+            assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report}");
+        }
+        assert!(report["median_ms"].as_f64() <= report["p90_ms"].as_f64(), "{report}");
+        assert_eq!(report["engine"], "tract");
+        assert_eq!(report["precision"], "fp32");
+        assert_eq!(report["threads"], threads);
     }
-    assert!(report["median_ms"].as_f64() <= report["p90_ms"].as_f64(), "{report}");
-    assert_eq!(report["engine"], "tract");
-    assert_eq!(report["precision"], "fp32");
     assert_fails(&["bench", "--model", "models/demo", "--image", "nope.jpg"], &["nope.jpg", "--image"]);
+    assert_fails(&["bench", "--model", "models/demo", "--threads", "two"], &["--threads", "`two`"]);
 }

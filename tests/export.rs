@@ -123,7 +123,7 @@ fn check_export(base_dir: &Path, images: &[PathBuf], activation: Activation, see
     }
 
     for split in [true, false] {
-        let options = LoadOptions { engine: EngineOptions { split }, ..Default::default() };
+        let options = LoadOptions { engine: EngineOptions { split, ..Default::default() }, ..Default::default() };
         let exported = Classifier::load(&out, &options).unwrap_or_else(|e| panic!("{what} exported (split {split}): {e}"));
         let what = format!("{what} exported (split {split})");
         assert!(exported.package.warnings.is_empty(), "{what}: {:?}", exported.package.warnings);

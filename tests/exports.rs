@@ -91,7 +91,7 @@ own_model_test!(tf_frozen_matches_reference, "models/conformance/tf-frozen", "mo
 fn check_split_is_exact(model: &Path, images: &[&Path]) {
     let split = Classifier::load(model, &LoadOptions::default()).unwrap();
     assert!(split.facts.split_at.is_some(), "{}: graph was not split", model.display());
-    let whole = Classifier::load(model, &LoadOptions { engine: EngineOptions { split: false }, ..Default::default() }).unwrap();
+    let whole = Classifier::load(model, &LoadOptions { engine: EngineOptions { split: false, ..Default::default() }, ..Default::default() }).unwrap();
     assert!(whole.facts.split_at.is_none());
     for image in images {
         let (a, b) = (classify(&split, image), classify(&whole, image));

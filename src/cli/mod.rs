@@ -1,4 +1,5 @@
 //! Subcommands too long to live in `main.rs`; each file is one family of commands.
 
 pub mod bench;
+pub mod quantize;
 pub mod train;

@@ -122,7 +122,10 @@ impl Counters {
 }
 
 fn load_model(config: &Config) -> Result<Classifier> {
-    Classifier::load(&config.model, &LoadOptions { threshold: Some(config.threshold), ..Default::default() })
+    let engine = crate::engine::EngineOptions { choice: config.engine, threads: config.threads, ..Default::default() };
+    let classifier = Classifier::load(&config.model, &LoadOptions { threshold: Some(config.threshold), engine, ..Default::default() })?;
+    log::info!("engine: {} ({})", classifier.engine.name(), classifier.facts.notes.iter().find(|n| n.starts_with("engine auto")).map(String::as_str).unwrap_or("as configured"));
+    Ok(classifier)
 }
 
 fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {

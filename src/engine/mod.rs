@@ -1,8 +1,18 @@
 //! Engines run the backbone: everything from the image tensor up to the input of the export's
-//! final fully connected layer. tract is the default; other engines (onnxruntime, int8) will sit
-//! behind the same [`Engine`] trait, so no engine's types appear outside its own module.
+//! final fully connected layer. Every engine sits behind the same [`Engine`] trait, so no
+//! engine's types appear outside its own module:
+//!
+//! - `tract` (built in, every format): reads the graph, learns its facts, splits off the head
+//!   ([`split`]) and runs the backbone. It is also the reference the others are checked against.
+//! - `onnxruntime` (ONNX only, optional at build time, the library loaded at run time): runs the
+//!   same backbone cut out of the protobuf; several times faster, and its int8 kernels are what
+//!   makes `cvedge quantize`'s output pay off.
+//! - [`auto`] loads both, keeps the fastest one that agrees with tract on a check image.
 
+mod auto;
 pub mod onnx;
+#[cfg(feature = "onnxruntime")]
+mod onnxruntime;
 mod split;
 pub mod tflite_normalize;
 mod tract;
@@ -10,7 +20,9 @@ mod tract;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use tract::load_tract;
+use crate::package::ExportPackage;
+
+pub use tract::Analysed;
 
 use crate::error::Result;
 use crate::head::{Activation, Head};
@@ -86,6 +98,40 @@ pub struct GraphFacts {
     pub split_at: Option<String>,
     /// What was rewritten to load the file.
     pub notes: Vec<String>,
+    pub precision: Precision,
+}
+
+/// Which engine runs the backbone. The library defaults to the reference, tract; the command
+/// line and the daemon's config default to `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineChoice {
+    #[default]
+    Tract,
+    OnnxRuntime,
+    /// The fastest engine that loads and agrees with tract (tract when nothing else does).
+    Auto,
+}
+
+impl std::str::FromStr for EngineChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "tract" => Ok(EngineChoice::Tract),
+            "onnxruntime" | "ort" => Ok(EngineChoice::OnnxRuntime),
+            "auto" => Ok(EngineChoice::Auto),
+            _ => Err(format!("unknown engine `{s}`: use tract, onnxruntime or auto")),
+        }
+    }
+}
+
+impl fmt::Display for EngineChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineChoice::Tract => "tract",
+            EngineChoice::OnnxRuntime => "onnxruntime",
+            EngineChoice::Auto => "auto",
+        })
+    }
 }
 
 /// How to load.
@@ -94,12 +140,91 @@ pub struct EngineOptions {
     /// Split the graph into backbone + head (default). Off: the engine runs the whole graph and
     /// the head passes probabilities through; used to prove the split changes nothing.
     pub split: bool,
+    pub choice: EngineChoice,
+    /// Threads one inference may use; 0 = one per core.
+    pub threads: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { split: true }
+        EngineOptions { split: true, choice: EngineChoice::default(), threads: 1 }
     }
+}
+
+impl EngineOptions {
+    /// The thread count with 0 resolved to the number of cores.
+    pub fn resolved_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        }
+    }
+}
+
+/// Numbers an engine computes with, as far as speed and accuracy go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    /// An `OnnxFloat16` export, computed in fp32 by tract and in fp16 by onnxruntime.
+    Fp16,
+    /// Quantized (QuantizeLinear / DequantizeLinear in the graph).
+    Int8,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
+        })
+    }
+}
+
+/// Reads the export with tract: its facts, input, head and backbone graph (every engine starts
+/// from here; see the module doc).
+pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analysed> {
+    tract::analyse(package, options)
+}
+
+/// Builds the engine `options` ask for on what [`analyse`] found. `check` is one preprocessed
+/// image, the input `auto` compares the engines on.
+pub fn build(package: &ExportPackage, analysed: Analysed, options: &EngineOptions, check: &[f32]) -> Result<LoadedModel> {
+    match options.choice {
+        EngineChoice::Tract => tract::finish(package, analysed, options),
+        EngineChoice::OnnxRuntime => {
+            let engine = onnxruntime_engine(package, &analysed, options)?;
+            Ok(analysed.with_engine(engine))
+        }
+        EngineChoice::Auto => auto::pick(package, analysed, options, check),
+    }
+}
+
+/// Loads `package` with tract (tests and tools that want the reference engine).
+pub fn load_tract(package: &ExportPackage, options: &EngineOptions) -> Result<LoadedModel> {
+    tract::finish(package, tract::analyse(package, options)?, options)
+}
+
+/// Whether the onnxruntime library can be loaded on this machine.
+pub fn onnxruntime_available() -> bool {
+    #[cfg(feature = "onnxruntime")]
+    return onnxruntime::available();
+    #[cfg(not(feature = "onnxruntime"))]
+    return false;
+}
+
+#[cfg(feature = "onnxruntime")]
+fn onnxruntime_engine(package: &ExportPackage, analysed: &tract::Analysed, options: &EngineOptions) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(onnxruntime::OrtEngine::load(package, analysed, options)?))
+}
+
+#[cfg(not(feature = "onnxruntime"))]
+fn onnxruntime_engine(_: &ExportPackage, _: &tract::Analysed, _: &EngineOptions) -> Result<Box<dyn Engine>> {
+    Err(crate::error::Error::engine(
+        "onnxruntime",
+        "this cvedge was built without the onnxruntime engine",
+        "use --engine tract, or build cvedge with `--features onnxruntime`",
+    ))
 }
 
 /// An engine with the head taken from the same graph.

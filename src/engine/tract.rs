@@ -11,7 +11,7 @@ use tract_core::ops::konst::Const;
 use tract_core::ops::source::TypedSource;
 
 use super::split::{find_activation, per_image_width, split_head};
-use super::{onnx, tflite_normalize, EngineOptions, Generation, GraphFacts, InputSpec, LoadedModel, TensorType};
+use super::{onnx, tflite_normalize, Engine, EngineOptions, Generation, GraphFacts, InputSpec, LoadedModel, Precision, TensorType};
 use crate::error::{Error, Result};
 use crate::head::PassThrough;
 use crate::package::{ExportPackage, ModelFormat};
@@ -77,6 +77,14 @@ fn load_onnx(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
     }
     let shape: Vec<usize> = std::iter::once(1).chain(dims[1..].iter().map(|d| *d as usize)).collect();
     let op_count = proto.graph.as_ref().map(|g| g.node.len()).unwrap_or(0);
+    let quantized = proto.graph.iter().flat_map(|g| &g.node).any(|n| n.op_type == "DequantizeLinear" || n.op_type.starts_with("QLinear"));
+    let precision = if quantized {
+        Precision::Int8
+    } else if dt == f16::datum_type() {
+        Precision::Fp16
+    } else {
+        Precision::Fp32
+    };
     let model = tract_onnx::onnx()
         .model_for_proto_model(&proto)
         .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(dt, &shape)))
@@ -102,6 +110,7 @@ fn load_onnx(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
         activation: crate::head::Activation::Identity,
         split_at: None,
         notes,
+        precision,
     };
     Ok((model, facts))
 }
@@ -146,6 +155,7 @@ fn load_tf(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
         activation: crate::head::Activation::Identity,
         split_at: None,
         notes: vec![],
+        precision: Precision::Fp32,
     };
     Ok((typed, facts))
 }
@@ -177,6 +187,7 @@ fn load_tflite(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
         activation: crate::head::Activation::Identity,
         split_at: None,
         notes,
+        precision: Precision::Fp32,
     };
     Ok((model, facts))
 }
@@ -193,8 +204,25 @@ fn input_spec(path: &Path, model: &TypedModel) -> Result<InputSpec> {
     }
 }
 
-/// Loads the export's graph into tract, split into backbone engine + head.
-pub fn load_tract(package: &ExportPackage, options: &EngineOptions) -> Result<LoadedModel> {
+/// What tract learnt from the export: the backbone graph (decluttered, not yet optimised), the
+/// head split off it, and the graph's facts. Every engine starts from here; tract then optimises
+/// the backbone, onnxruntime cuts the same backbone out of the protobuf.
+pub struct Analysed {
+    pub backbone: TypedModel,
+    pub head: Box<dyn crate::head::Head>,
+    pub facts: GraphFacts,
+    pub input: InputSpec,
+    pub output_width: usize,
+}
+
+impl Analysed {
+    pub fn with_engine(self, engine: Box<dyn Engine>) -> LoadedModel {
+        LoadedModel { engine, head: self.head, facts: self.facts }
+    }
+}
+
+/// Reads the export's graph into tract and splits it into backbone + head.
+pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analysed> {
     let path = package.model_path.as_path();
     let (model, mut facts) = match package.format {
         ModelFormat::Onnx => load_onnx(path, &package.model_bytes)?,
@@ -234,9 +262,30 @@ pub fn load_tract(package: &ExportPackage, options: &EngineOptions) -> Result<Lo
             .map_err(|e| engine_error(path, e))?;
     }
     let output_width = per_image_width(model.outlet_fact(model.output_outlets().map_err(|e| engine_error(path, e))?[0]).map_err(|e| engine_error(path, e))?);
-    let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| engine_error(path, e))?;
-    let engine = TractEngine { plan, input, output_width };
-    Ok(LoadedModel { engine: Box::new(engine), head, facts })
+    Ok(Analysed { backbone: model, head, facts, input, output_width })
+}
+
+/// The tract engine on what [`analyse`] found.
+pub fn finish(package: &ExportPackage, mut analysed: Analysed, options: &EngineOptions) -> Result<LoadedModel> {
+    let backbone = std::mem::take(&mut analysed.backbone);
+    let engine = TractEngine::new(&package.model_path, backbone, analysed.input.clone(), analysed.output_width, options.resolved_threads())?;
+    Ok(analysed.with_engine(Box::new(engine)))
+}
+
+impl TractEngine {
+    /// Optimises `backbone` and plans it for `threads` threads (tract parallelises matrix
+    /// products only, so more threads help convolution-heavy graphs little).
+    pub fn new(path: &Path, backbone: TypedModel, input: InputSpec, output_width: usize, threads: usize) -> Result<TractEngine> {
+        let mut run_options = RunOptions::default();
+        if threads > 1 {
+            run_options.executor = Some(tract_linalg::multithread::Executor::multithread_with_name(threads, "cvedge-tract"));
+        }
+        let plan = backbone
+            .into_optimized()
+            .and_then(|m| m.into_runnable_with_options(&run_options))
+            .map_err(|e| engine_error(path, e))?;
+        Ok(TractEngine { plan, input, output_width })
+    }
 }
 
 impl super::Engine for TractEngine {

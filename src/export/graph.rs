@@ -32,6 +32,7 @@ const PASS_THROUGH: [&str; 9] = ["Softmax", "Sigmoid", "Reshape", "Flatten", "Id
 const MAX_WALK: usize = 16;
 
 /// What the surgery found in the base graph.
+#[derive(Debug, Clone)]
 pub struct Cut {
     /// The final fully connected layer's input: the tensor the new head reads (its base name,
     /// unless it had to be renamed to make way for `data` / `model_output`).
@@ -202,6 +203,31 @@ fn restore_image_scalers(graph: &mut GraphProto, base_model: &[u8]) {
             *add = scaler.clone();
         }
     }
+}
+
+/// Cuts the graph at the features, in place: the backbone alone, with the features tensor as its
+/// only output (typed like the image input, the shape left to the runtime). Returns its name.
+/// This is the backbone every engine other than tract runs, and what `cvedge quantize` quantizes.
+/// `model`, `base_model` and `opset` as for [`replace_head`].
+pub fn cut_backbone(path: &Path, model: &mut ModelProto, base_model: &[u8], opset: i64) -> Result<String> {
+    let graph = model.graph.as_mut().ok_or_else(|| not_found(path, "the file has no graph".into()))?;
+    if opset < 7 {
+        restore_image_scalers(graph, base_model);
+    }
+    let (features, _) = find_features(path, graph)?;
+    let initialized: HashSet<&String> = graph.initializer.iter().map(|t| &t.name).collect();
+    let input = graph.input.iter().find(|i| !initialized.contains(&i.name)).cloned().ok_or_else(|| {
+        Error::model(path, "the ONNX graph has no image input", "this is not a Custom Vision image classifier export")
+    })?;
+    let elem_type = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => t.elem_type,
+        None => DataType::Float as i32,
+    };
+    prune(graph, &[&features], &input.name);
+    let r#type = Some(TypeProto { value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type, shape: None })), ..Default::default() });
+    graph.output = vec![ValueInfoProto { name: features.clone(), r#type, ..Default::default() }];
+    graph.value_info.retain(|v| v.name != features);
+    Ok(features)
 }
 
 /// Replaces everything after the features with `head`, in place. `model` is the cleaned proto

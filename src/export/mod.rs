@@ -49,7 +49,7 @@ use crate::fsutil::write_atomic;
 use crate::head::{Activation, LinearHead};
 use crate::package::{detect, ModelFormat};
 
-pub use graph::{INPUT, OUTPUT};
+pub use graph::{cut_backbone, Cut, INPUT, OUTPUT};
 
 pub const MODEL_FILE: &str = "model.onnx";
 pub const LABEL_FILE: &str = "labels.txt";
@@ -101,7 +101,22 @@ pub fn export_onnx(
         }
     }
     refuse_base_folder(base_path, out_dir)?;
+    let layout = current_layout(base_model, base_path, head)?;
+    write_current_layout(&layout, head, labels, iteration_id, out_dir)
+}
 
+/// A base graph with a new head, in the current layout, before it is written.
+#[derive(Clone)]
+pub struct CurrentLayout {
+    pub model: tract_onnx::pb::ModelProto,
+    pub cut: graph::Cut,
+    pub legacy_base: bool,
+    pub opset: i64,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The base graph cut at its features with `head` appended (see the module doc).
+pub fn current_layout(base_model: &[u8], base_path: &Path, head: &LinearHead) -> Result<CurrentLayout> {
     let (mut model, facts) = onnx::prepare(base_path, base_model)?;
     let legacy_base = facts.legacy_tail || facts.had_image_scaler;
     let cut = graph::replace_head(base_path, &mut model, base_model, head, facts.opset)?;
@@ -109,20 +124,26 @@ pub fn export_onnx(
     model.metadata_props = metadata.iter().map(|(k, v)| StringStringEntryProto { key: k.clone(), value: v.clone() }).collect();
     model.producer_name = "cvedge".into();
     model.producer_version = env!("CARGO_PKG_VERSION").into();
-    let bytes = model.encode_to_vec();
+    Ok(CurrentLayout { model, cut, legacy_base, opset: facts.opset, metadata })
+}
+
+/// Writes `layout` with its `labels` into `out_dir`, each file atomically, the manifest last.
+pub fn write_current_layout(layout: &CurrentLayout, head: &LinearHead, labels: &[String], iteration_id: &str, out_dir: &Path) -> Result<ExportReport> {
+    let bytes = layout.model.encode_to_vec();
     let model_sha1 = sha1_smol::Sha1::from(&bytes).digest().to_string();
+    let metadata = &layout.metadata;
 
     let mut labels_txt = String::new();
     for label in labels {
         labels_txt.push_str(label);
         labels_txt.push('\n');
     }
-    let manifest = manifest(cut.float16, iteration_id, &model_sha1);
+    let manifest = manifest(layout.cut.float16, iteration_id, &model_sha1);
     let mut files = vec![];
     for (name, contents) in [
         (MODEL_FILE, bytes),
         (LABEL_FILE, labels_txt.into_bytes()),
-        (METADATA_FILE, pretty_json(&serde_json::to_value(&metadata).expect("string map"), b"    ")),
+        (METADATA_FILE, pretty_json(&serde_json::to_value(metadata).expect("string map"), b"    ")),
         (MANIFEST_FILE, pretty_json(&manifest, b"  ")),
     ] {
         let path = out_dir.join(name);
@@ -132,14 +153,14 @@ pub fn export_onnx(
     Ok(ExportReport {
         dir: out_dir.to_path_buf(),
         files,
-        features: cut.features,
+        features: layout.cut.features.clone(),
         width: head.width,
         tags: head.bias.len(),
-        float16: cut.float16,
-        legacy_base,
-        opset: facts.opset,
+        float16: layout.cut.float16,
+        legacy_base: layout.legacy_base,
+        opset: layout.opset,
         model_sha1,
-        metadata,
+        metadata: metadata.clone(),
     })
 }
 

@@ -48,6 +48,10 @@ pub trait Head: Send + Sync {
     fn activation(&self) -> Activation;
     /// Features of one image in, probabilities out (`out.len() == self.tags()`).
     fn apply(&self, features: &[f32], out: &mut [f32]);
+    /// The weights, when the head is a linear layer (what export and quantize rebuild graphs from).
+    fn linear(&self) -> Option<&LinearHead> {
+        None
+    }
 }
 
 /// `activation(W · features + b)`, with `W` as `tags` rows of `width` weights.
@@ -70,6 +74,10 @@ impl LinearHead {
 impl Head for LinearHead {
     fn tags(&self) -> usize {
         self.bias.len()
+    }
+
+    fn linear(&self) -> Option<&LinearHead> {
+        Some(self)
     }
 
     fn activation(&self) -> Activation {

@@ -1,0 +1,78 @@
+//! `--engine auto`: load every engine that can run the export, keep the fastest one whose output
+//! agrees with tract's on a check image, and say which and why in the graph's notes.
+//!
+//! tract is the reference (it is what the conformance tests pin to onnxruntime's and tf.lite's
+//! own outputs), so a faster engine that disagrees is dropped, never preferred. Agreement is
+//! judged on what users see, the head's probabilities; an int8 graph is allowed more slack because
+//! onnxruntime's integer kernels round where tract computes the same graph in float.
+
+use std::time::Instant;
+
+use super::tract::{self, Analysed};
+use super::{Engine, EngineOptions, LoadedModel, Precision};
+use crate::error::Result;
+use crate::package::ExportPackage;
+
+/// Largest probability difference from tract that still counts as agreeing.
+fn tolerance(precision: Precision) -> f32 {
+    match precision {
+        Precision::Fp32 | Precision::Fp16 => 1e-3,
+        Precision::Int8 => 0.03,
+    }
+}
+
+/// Timed runs per engine after the check run (the fastest counts: the machine may be busy).
+const TIMED_RUNS: usize = 3;
+
+fn fastest_ms(engine: &dyn Engine, check: &[f32]) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..TIMED_RUNS {
+        let started = Instant::now();
+        engine.run(check, 1)?;
+        best = best.min(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(best)
+}
+
+pub fn pick(package: &ExportPackage, mut analysed: Analysed, options: &EngineOptions, check: &[f32]) -> Result<LoadedModel> {
+    let backbone = std::mem::take(&mut analysed.backbone);
+    let reference = tract::TractEngine::new(&package.model_path, backbone, analysed.input.clone(), analysed.output_width, options.resolved_threads())?;
+    let candidate = match super::onnxruntime_engine(package, &analysed, options) {
+        Ok(engine) => engine,
+        Err(e) => {
+            let reason = match e {
+                crate::error::Error::Engine { problem, .. } => problem,
+                other => other.to_string(),
+            };
+            analysed.facts.notes.push(format!("engine auto: tract (onnxruntime not used: {reason})"));
+            return Ok(analysed.with_engine(Box::new(reference)));
+        }
+    };
+    let probabilities = |engine: &dyn Engine| -> Result<Vec<f32>> {
+        let features = engine.run(check, 1)?;
+        let mut out = vec![0f32; analysed.head.tags()];
+        analysed.head.apply(&features, &mut out);
+        Ok(out)
+    };
+    let expected = probabilities(&reference)?;
+    let got = probabilities(candidate.as_ref())?;
+    let difference = expected.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let limit = tolerance(analysed.facts.precision);
+    if !(difference <= limit) {
+        analysed.facts.notes.push(format!(
+            "engine auto: tract (onnxruntime disagrees with it by {difference:.2e} in probability on the check image, more than {limit:.0e})"
+        ));
+        return Ok(analysed.with_engine(Box::new(reference)));
+    }
+    let (tract_ms, other_ms) = (fastest_ms(&reference, check)?, fastest_ms(candidate.as_ref(), check)?);
+    let (winner, loser): (Box<dyn Engine>, Box<dyn Engine>) =
+        if other_ms < tract_ms { (candidate, Box::new(reference)) } else { (Box::new(reference), candidate) };
+    let (win_ms, lose_ms) = (tract_ms.min(other_ms), tract_ms.max(other_ms));
+    analysed.facts.notes.push(format!(
+        "engine auto: {} ({win_ms:.1} ms) over {} ({lose_ms:.1} ms); they agree within {difference:.1e}",
+        winner.name(),
+        loser.name()
+    ));
+    drop(loser);
+    Ok(analysed.with_engine(winner))
+}

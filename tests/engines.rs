@@ -1,0 +1,149 @@
+//! The engines: onnxruntime must give tract's probabilities on every ONNX layout (it runs the same
+//! backbone cut out of the protobuf), `auto` must say what it picked and why, a missing library
+//! must be one clear sentence, and more threads must not change a result.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use cvedge::classifier::{Classifier, LoadOptions};
+use cvedge::engine::{onnxruntime_available, EngineChoice, EngineOptions};
+use cvedge::source::decode;
+
+/// Whether the onnxruntime library loads here; with `CVEDGE_REQUIRE_PEERS=1` (CI) it must.
+fn require_onnxruntime() -> bool {
+    if onnxruntime_available() {
+        return true;
+    }
+    if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("CVEDGE_REQUIRE_PEERS=1 but libonnxruntime.so.1 cannot be loaded: run scripts/install_onnxruntime.sh");
+    }
+    eprintln!("skipped: libonnxruntime.so.1 not installed (scripts/install_onnxruntime.sh)");
+    false
+}
+
+fn options(choice: EngineChoice, threads: usize) -> LoadOptions {
+    LoadOptions { engine: EngineOptions { choice, threads, ..Default::default() }, ..Default::default() }
+}
+
+fn samples() -> Vec<(String, image::RgbImage)> {
+    let dir = repo().join("models/samples");
+    let mut out = vec![];
+    for name in ["cat", "dog", "rocket"] {
+        let bytes = std::fs::read(dir.join(format!("{name}.jpg"))).unwrap();
+        out.push((name.to_owned(), decode(&bytes, name).unwrap()));
+    }
+    out
+}
+
+/// Every ONNX model the repository and the fixtures hold.
+fn onnx_models() -> Vec<PathBuf> {
+    let mut models = vec![repo().join("models/demo"), repo().join("models/demo-fp16")];
+    for entry in std::fs::read_dir(repo().join("models/conformance")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("onnx-") {
+            models.push(path);
+        }
+    }
+    if let Some(fixtures) = fixtures() {
+        for name in ["onnx-catdog-2018", "onnx-officefruit-2018"] {
+            models.push(fixtures.join(name));
+        }
+    }
+    models.sort();
+    models
+}
+
+fn assert_engines_agree(model: &Path, tolerance: f32) {
+    let tract = Classifier::load(model, &options(EngineChoice::Tract, 1)).unwrap();
+    let ort = Classifier::load(model, &options(EngineChoice::OnnxRuntime, 1)).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+    assert_eq!(ort.engine.name(), "onnxruntime");
+    assert_eq!(ort.labels, tract.labels);
+    for (name, image) in samples() {
+        let want = tract.classify(&image).unwrap().probabilities;
+        let got = ort.classify(&image).unwrap().probabilities;
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= tolerance, "{} {name}: onnxruntime {got:?} vs tract {want:?}", model.display());
+        }
+    }
+}
+
+#[test]
+fn onnxruntime_agrees_with_tract_on_every_onnx_layout() {
+    if !require_onnxruntime() {
+        return;
+    }
+    for model in onnx_models() {
+        // fp16 exports run in fp16 in onnxruntime and in f32 in tract.
+        let tolerance = if model.ends_with("demo-fp16") { 2e-3 } else { 1e-4 };
+        assert_engines_agree(&model, tolerance);
+    }
+}
+
+#[test]
+fn onnxruntime_refuses_other_formats_with_the_reason() {
+    if !require_onnxruntime() {
+        return;
+    }
+    let model = repo().join("models/conformance/tflite-2025-fp16");
+    let err = Classifier::load(&model, &options(EngineChoice::OnnxRuntime, 1)).err().expect("a TFLite export must be refused").to_string();
+    assert!(err.contains("ONNX exports only") && err.contains("--engine tract"), "{err}");
+}
+
+#[test]
+fn auto_picks_an_engine_that_agrees_and_says_so() {
+    let model = repo().join("models/demo");
+    let auto = Classifier::load(&model, &options(EngineChoice::Auto, 1)).unwrap();
+    let note = auto.facts.notes.iter().find(|n| n.starts_with("engine auto")).expect("auto explains its pick");
+    assert!(note.contains(auto.engine.name()), "{note}");
+    if onnxruntime_available() {
+        assert!(note.contains("agree"), "{note}");
+    }
+    let tract = Classifier::load(&model, &options(EngineChoice::Tract, 1)).unwrap();
+    for (name, image) in samples() {
+        let (a, t) = (auto.classify(&image).unwrap().probabilities, tract.classify(&image).unwrap().probabilities);
+        assert_eq!(argmax(&a), argmax(&t), "{name}");
+        assert_close(&name, &a, &t);
+    }
+    // Formats onnxruntime cannot run fall back to tract, with the reason.
+    let tflite = Classifier::load(repo().join("models/conformance/tflite-2019-fp32"), &options(EngineChoice::Auto, 1)).unwrap();
+    assert_eq!(tflite.engine.name(), "tract");
+    assert!(tflite.facts.notes.iter().any(|n| n.starts_with("engine auto: tract")), "{:?}", tflite.facts.notes);
+}
+
+#[test]
+fn threads_do_not_change_results() {
+    let model = repo().join("models/demo");
+    let mut engines = vec![EngineChoice::Tract];
+    if require_onnxruntime() {
+        engines.push(EngineChoice::OnnxRuntime);
+    }
+    for engine in engines {
+        let one = Classifier::load(&model, &options(engine, 1)).unwrap();
+        let all = Classifier::load(&model, &options(engine, 0)).unwrap();
+        for (name, image) in samples() {
+            assert_close(&format!("{engine} {name}"), &all.classify(&image).unwrap().probabilities, &one.classify(&image).unwrap().probabilities);
+        }
+    }
+}
+
+#[test]
+fn a_missing_library_is_one_clear_sentence_and_auto_falls_back() {
+    let run = |engine: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cvedge"))
+            .args(["predict", "--engine", engine, "--model", "models/demo", "models/samples/cat.jpg"])
+            .env("CVEDGE_ONNXRUNTIME", "/nonexistent/libonnxruntime.so.1")
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, _, stderr) = run("onnxruntime");
+    assert!(!ok);
+    assert!(stderr.contains("/nonexistent/libonnxruntime.so.1") && stderr.contains("scripts/install_onnxruntime.sh"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
+    let (ok, stdout, stderr) = run("auto");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("cat"), "{stdout}");
+}

@@ -1,0 +1,159 @@
+//! `cvedge quantize`: the int8 folder must load like any export (precision int8, in tract and in
+//! onnxruntime), agree with the float model, be the same bytes for the same images, and be refused
+//! (nothing written) when calibration does not represent what the camera sees.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use cvedge::classifier::{Classifier, LoadOptions};
+use cvedge::engine::{onnxruntime_available, EngineChoice, EngineOptions, Precision};
+use cvedge::source::decode;
+
+/// Calibration photos made from the bundled samples: crops, mirror images and exposure changes,
+/// the variety a camera's own captures have. Deterministic.
+fn calibration_images(dir: &Path, per_sample: usize) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut written = vec![];
+    for name in ["cat", "coffee", "dog", "eagle", "rocket"] {
+        let bytes = std::fs::read(repo().join(format!("models/samples/{name}.jpg"))).unwrap();
+        let image = decode(&bytes, name).unwrap();
+        let (w, h) = image.dimensions();
+        for i in 0..per_sample {
+            let margin = (i as u32 % 4) * w.min(h) / 16;
+            let mut variant = image::imageops::crop_imm(&image, margin, margin / 2, w - 2 * margin, h - margin).to_image();
+            if i % 2 == 1 {
+                variant = image::imageops::flip_horizontal(&variant);
+            }
+            let gain = 0.8 + 0.1 * (i % 5) as f32;
+            for p in variant.pixels_mut() {
+                for c in p.0.iter_mut() {
+                    *c = (*c as f32 * gain).min(255.0) as u8;
+                }
+            }
+            let path = dir.join(format!("{name}_{i:02}.jpg"));
+            variant.save(&path).unwrap();
+            written.push(path);
+        }
+    }
+    written
+}
+
+fn load(model: &Path, choice: EngineChoice) -> Classifier {
+    Classifier::load(model, &LoadOptions { engine: EngineOptions { choice, ..Default::default() }, ..Default::default() })
+        .unwrap_or_else(|e| panic!("{}: {e}", model.display()))
+}
+
+fn quantize(model: &Path, calibrate: &Path, out: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["quantize", "--model", model.to_str().unwrap(), "--calibrate", calibrate.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    cvedge(&args)
+}
+
+fn samples() -> Vec<(String, image::RgbImage)> {
+    ["cat", "coffee", "dog", "eagle", "rocket"]
+        .iter()
+        .map(|n| (n.to_string(), decode(&std::fs::read(repo().join(format!("models/samples/{n}.jpg"))).unwrap(), n).unwrap()))
+        .collect()
+}
+
+#[test]
+fn int8_demo_loads_agrees_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let calibrate = dir.path().join("captures");
+    calibration_images(&calibrate, 4);
+    let (first, second) = (dir.path().join("int8-a"), dir.path().join("int8-b"));
+    let demo = repo().join("models/demo");
+    let run = quantize(&demo, &calibrate, &first, &["--json", "--engine", "tract"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert!(report["chosen"]["agreement"].as_f64().unwrap() >= 0.99, "{report}");
+    assert_eq!(report["holdout_images"], 4, "every fifth of 20 images is held out: {report}");
+    assert!(report["int8_convolutions"].as_u64().unwrap() > 40, "{report}");
+    assert!(first.join("quantization.json").is_file());
+
+    // Same images, same bytes.
+    let run = quantize(&demo, &calibrate, &second, &["--engine", "tract"]);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stderr.contains("gate: 99.0% agreement required"), "{}", run.stderr);
+    assert_eq!(std::fs::read(first.join("model.onnx")).unwrap(), std::fs::read(second.join("model.onnx")).unwrap());
+    assert!(std::fs::metadata(first.join("model.onnx")).unwrap().len() * 3 < std::fs::metadata(demo.join("model.onnx")).unwrap().len());
+
+    // The folder is an export like any other: int8, same tags, same top tag as fp32.
+    let float = load(&demo, EngineChoice::Tract);
+    let mut engines = vec![EngineChoice::Tract];
+    if onnxruntime_available() {
+        engines.push(EngineChoice::OnnxRuntime);
+    } else if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("CVEDGE_REQUIRE_PEERS=1 but libonnxruntime.so.1 cannot be loaded: run scripts/install_onnxruntime.sh");
+    }
+    for engine in engines {
+        let int8 = load(&first, engine);
+        assert_eq!(int8.facts.precision, Precision::Int8);
+        assert_eq!(int8.labels, float.labels);
+        for (name, image) in samples() {
+            let (want, got) = (float.classify(&image).unwrap().probabilities, int8.classify(&image).unwrap().probabilities);
+            assert_eq!(argmax(&got), argmax(&want), "{engine} {name}: int8 {got:?} vs fp32 {want:?}");
+            let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 0.05, "{engine} {name}: int8 {got:?} vs fp32 {want:?}");
+        }
+    }
+}
+
+#[test]
+fn calibration_unlike_the_camera_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    // Calibrated on flat grey frames, judged on real photos: the ranges cannot fit.
+    let grey = dir.path().join("grey");
+    std::fs::create_dir_all(&grey).unwrap();
+    for i in 0..12u8 {
+        image::RgbImage::from_pixel(320, 240, image::Rgb([120 + i, 120 + i, 120 + i])).save(grey.join(format!("{i}.png"))).unwrap();
+    }
+    let holdout = dir.path().join("photos");
+    calibration_images(&holdout, 4);
+    let out = dir.path().join("int8");
+    let run = quantize(&repo().join("models/demo"), &grey, &out, &["--holdout", holdout.to_str().unwrap(), "--engine", "tract"]);
+    assert!(!run.ok(), "{}", run.stdout);
+    assert!(run.stderr.contains("below the 99.0% gate") && run.stderr.contains("nothing was written"), "{}", run.stderr);
+    assert!(run.stderr.contains("calibrate on more captures"), "{}", run.stderr);
+    assert!(!out.exists(), "a refused quantization must leave no folder");
+}
+
+#[test]
+fn bad_inputs_are_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let few = dir.path().join("few");
+    calibration_images(&few, 1);
+    let out = dir.path().join("int8");
+    let run = quantize(&repo().join("models/demo"), &few, &out, &[]);
+    assert!(!run.ok() && run.stderr.contains("needs at least 10") && run.stderr.contains("cvedge capture"), "{}", run.stderr);
+    let many = dir.path().join("many");
+    calibration_images(&many, 2);
+    let run = quantize(&repo().join("models/conformance/tflite-2019-fp32"), &many, &out, &[]);
+    assert!(!run.ok() && run.stderr.contains("ONNX graphs only"), "{}", run.stderr);
+    let run = quantize(&repo().join("models/demo-fp16"), &many, &out, &[]);
+    assert!(!run.ok() && run.stderr.contains("fp32 export"), "{}", run.stderr);
+}
+
+#[test]
+fn a_2018_export_is_brought_to_opset_13_and_still_classifies() {
+    let Some(fixtures) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let calibrate = dir.path().join("captures");
+    calibration_images(&calibrate, 4);
+    let model = fixtures.join("onnx-catdog-2018");
+    let out = dir.path().join("int8");
+    let run = quantize(&model, &calibrate, &out, &["--engine", "tract"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let float = load(&model, EngineChoice::Tract);
+    let int8 = load(&out, EngineChoice::Tract);
+    assert_eq!(int8.facts.precision, Precision::Int8);
+    let kitten = image::open(model.join("samples/kitten_224.png")).unwrap().to_rgb8();
+    let (want, got) = (float.classify(&kitten).unwrap().probabilities, int8.classify(&kitten).unwrap().probabilities);
+    assert_eq!(argmax(&got), argmax(&want), "int8 {got:?} vs fp32 {want:?}");
+    if onnxruntime_available() {
+        let ort = load(&out, EngineChoice::OnnxRuntime);
+        assert_eq!(argmax(&ort.classify(&kitten).unwrap().probabilities), argmax(&want));
+    }
+}
