@@ -64,9 +64,21 @@ pub trait Engine: Send + Sync {
     fn input(&self) -> &InputSpec;
     /// Values per image in the backbone output.
     fn output_width(&self) -> usize;
-    /// Runs `images` preprocessed images laid out back to back in `batch` (f32, converted to the
-    /// model's input type inside) and returns `images * output_width()` values.
-    fn run(&self, batch: &[f32], images: usize) -> Result<Vec<f32>>;
+    /// Runs one preprocessed image (f32, converted to the model's input type inside) and returns
+    /// `output_width()` values.
+    fn run_one(&self, image: &[f32]) -> Result<Vec<f32>>;
+    /// Runs `images` preprocessed images laid out back to back in `batch` and returns
+    /// `images * output_width()` values.
+    fn run(&self, batch: &[f32], images: usize) -> Result<Vec<f32>> {
+        let input = self.input();
+        let per_image = input.width * input.height * 3;
+        assert_eq!(batch.len(), per_image * images, "batch has the wrong length");
+        let mut out = Vec::with_capacity(images * self.output_width());
+        for image in batch.chunks_exact(per_image) {
+            out.extend(self.run_one(image)?);
+        }
+        Ok(out)
+    }
 }
 
 /// Which exporter generation produced the graph: decides colour order, range and mean.

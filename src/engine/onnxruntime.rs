@@ -106,7 +106,7 @@ impl OrtEngine {
         let engine = OrtEngine { session: Mutex::new(session), input: analysed.input.clone(), output_width: analysed.output_width };
         // One run proves the cut gives what the head reads (and warms the session up).
         let probe = vec![0f32; engine.input.width * engine.input.height * 3];
-        let out = engine.run_one(&probe)?;
+        let out = engine.infer(&probe)?;
         if out.len() != engine.output_width {
             return Err(Error::engine(
                 ENGINE,
@@ -117,7 +117,7 @@ impl OrtEngine {
         Ok(engine)
     }
 
-    fn run_one(&self, image: &[f32]) -> Result<Vec<f32>> {
+    fn infer(&self, image: &[f32]) -> Result<Vec<f32>> {
         let shape: Vec<i64> = match self.input.layout {
             Layout::Nchw => vec![1, 3, self.input.height as i64, self.input.width as i64],
             Layout::Nhwc => vec![1, self.input.height as i64, self.input.width as i64, 3],
@@ -159,13 +159,7 @@ impl super::Engine for OrtEngine {
         self.output_width
     }
 
-    fn run(&self, batch: &[f32], images: usize) -> Result<Vec<f32>> {
-        let per_image = self.input.width * self.input.height * 3;
-        assert_eq!(batch.len(), per_image * images, "batch has the wrong length");
-        let mut out = Vec::with_capacity(images * self.output_width);
-        for image in batch.chunks_exact(per_image) {
-            out.extend(self.run_one(image)?);
-        }
-        Ok(out)
+    fn run_one(&self, image: &[f32]) -> Result<Vec<f32>> {
+        self.infer(image)
     }
 }

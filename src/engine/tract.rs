@@ -301,27 +301,20 @@ impl super::Engine for TractEngine {
         self.output_width
     }
 
-    fn run(&self, batch: &[f32], images: usize) -> Result<Vec<f32>> {
-        let per_image = self.input.width * self.input.height * 3;
-        assert_eq!(batch.len(), per_image * images, "batch has the wrong length");
+    fn run_one(&self, image: &[f32]) -> Result<Vec<f32>> {
         let shape = match self.input.layout {
             Layout::Nchw => [1, 3, self.input.height, self.input.width],
             Layout::Nhwc => [1, self.input.height, self.input.width, 3],
         };
-        let mut out = Vec::with_capacity(images * self.output_width);
-        for image in batch.chunks_exact(per_image) {
-            let mut run = || -> TractResult<()> {
-                let mut tensor = Tensor::from_shape(&shape, image)?;
-                if self.input.dtype == TensorType::F16 {
-                    // Round as the fp16 input would, then widen for the f32 graph.
-                    tensor = tensor.cast_to::<f16>()?.cast_to::<f32>()?.into_owned();
-                }
-                let result = self.plan.run(tvec![tensor.into_tvalue()])?;
-                out.extend(result[0].to_plain_array_view::<f32>()?.iter().copied());
-                Ok(())
-            };
-            run().map_err(|e| Error::Inference(format!("{e:#}")))?;
-        }
-        Ok(out)
+        let run = || -> TractResult<Vec<f32>> {
+            let mut tensor = Tensor::from_shape(&shape, image)?;
+            if self.input.dtype == TensorType::F16 {
+                // Round as the fp16 input would, then widen for the f32 graph.
+                tensor = tensor.cast_to::<f16>()?.cast_to::<f32>()?.into_owned();
+            }
+            let result = self.plan.run(tvec![tensor.into_tvalue()])?;
+            Ok(result[0].to_plain_array_view::<f32>()?.iter().copied().collect())
+        };
+        run().map_err(|e| Error::Inference(format!("{e:#}")))
     }
 }
