@@ -347,23 +347,15 @@ def verdicts(res, threads_list, skipped):
 
 
 def machine(args, binary, started, load_before, load_after, versions):
-    def sh(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout.strip()
-        except OSError:
-            return "?"
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    dirty = sh(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
     if binary:
-        cv = "%s, binary built %s" % (sh([binary, "--version"]), datetime.datetime.fromtimestamp(
-            os.path.getmtime(binary), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+        cv = "%s, binary built %s" % (benchdoc.sh([binary, "--version"]), benchdoc.built(binary))
     else:
         cv = "cvedge not run (--skip-cvedge)"
     return "\n".join([
-        "- CPU: %s, `nproc` = %s, Linux %s" % (cpu, sh(["nproc"]), platform.release()),
-        "- %s, HEAD %s%s" % (cv, sh(["git", "rev-parse", "--short", "HEAD"]), " (dirty tree)" if dirty else ""),
+        benchdoc.host_line(),
+        "- %s, HEAD %s" % (cv, benchdoc.head()),
         "- Python %s: %s, numpy %s" % (platform.python_version(), ", ".join(versions), np.__version__),
-        "- load average (1/5/15 min) at start %.2f/%.2f/%.2f, at end %.2f/%.2f/%.2f" % (load_before + load_after),
+        benchdoc.load_line(load_before, load_after),
         "- run: %s UTC; %d round(s) x (load + first + %d timed runs) per configuration; image %s" % (
             started.strftime("%Y-%m-%d %H:%M"), args.rounds, args.runs, os.path.relpath(args.image, REPO)),
     ])

@@ -44,6 +44,7 @@ import onnxruntime as ort
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchdoc  # noqa: E402  (sh(), cpu_name(), built(), head())
 import reference_outputs as ref  # noqa: E402  (preprocess(), load_rgb(), resize_crop())
 
 REPO = ref.REPO
@@ -204,17 +205,7 @@ def stats(per_path, paths, stage):
 
 
 def machine_info(binary):
-    def sh(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout.strip()
-        except OSError:
-            return "?"
-    cpu = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    sh = benchdoc.sh
     tract = "?"
     lock = os.path.join(REPO, "Cargo.lock")
     if os.path.exists(lock):
@@ -223,15 +214,15 @@ def machine_info(binary):
     v = {k: x for k, x in ref.versions().items() if x}
     return {
         "nproc": sh(["nproc"]),
-        "cpu": cpu,
+        "cpu": benchdoc.cpu_name(),
         "threads_per_core": next((l.split(":")[1].strip() for l in sh(["lscpu"]).splitlines()
                                   if l.startswith("Thread(s) per core")), "?"),
         "kernel": platform.release(),
         "cvedge": sh([binary, "--version"]),
         "tract": tract,
         "rustc": sh(["rustc", "--version"]),
-        "built": datetime.datetime.fromtimestamp(os.path.getmtime(binary), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "git": sh(["git", "rev-parse", "--short", "HEAD"]) + (" (dirty tree)" if sh(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"]) else ""),
+        "built": benchdoc.built(binary),
+        "git": benchdoc.head(),
         "python": " ".join("%s %s" % kv for kv in v.items()),
     }
 

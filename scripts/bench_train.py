@@ -57,7 +57,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -220,22 +219,12 @@ def one_round(args, tmp, r, data, paths, model_path, cfg):
 
 
 def machine(binary, load_before, load_after, started, repeats):
-    def sh(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout.strip()
-        except OSError:
-            return "?"
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    dirty = sh(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
     return "\n".join([
-        "- CPU: %s, `nproc` = %s, Linux %s" % (cpu, sh(["nproc"]), platform.release()),
-        "- %s, binary built %s, HEAD %s%s" % (
-            sh([binary, "--version"]),
-            datetime.datetime.fromtimestamp(os.path.getmtime(binary), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            sh(["git", "rev-parse", "--short", "HEAD"]), " (dirty tree)" if dirty else ""),
+        benchdoc.host_line(),
+        "- %s, binary built %s, HEAD %s" % (benchdoc.sh([binary, "--version"]), benchdoc.built(binary), benchdoc.head()),
         "- Python %s: onnxruntime %s, scikit-learn %s, numpy %s, pillow %s" % (
             platform.python_version(), ort.__version__, sklearn.__version__, np.__version__, Image.__version__),
-        "- load average (1/5/15 min) at start %.2f/%.2f/%.2f, at end %.2f/%.2f/%.2f" % (load_before + load_after),
+        benchdoc.load_line(load_before, load_after),
         "- run: %s UTC; %d rounds" % (started.strftime("%Y-%m-%d %H:%M"), repeats),
     ])
 

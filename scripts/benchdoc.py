@@ -1,12 +1,48 @@
-"""Small helpers the benchmark scripts share: running a cvedge command with its wall time, and
-rewriting one `## ` section of a markdown report in place."""
+"""Small helpers the benchmark scripts share: running a cvedge command with its wall time, the
+machine and build a report was measured on, and rewriting one `## ` section of a markdown report in
+place."""
 
+import datetime
 import os
+import platform
 import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sh(cmd):
+    """A command's stdout from the repository root, stripped; "?" when it cannot run."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def cpu_name():
+    with open("/proc/cpuinfo") as f:
+        return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+
+
+def host_line():
+    """`- CPU: ..., nproc = N, Linux X`."""
+    return "- CPU: %s, `nproc` = %s, Linux %s" % (cpu_name(), sh(["nproc"]), platform.release())
+
+
+def built(binary):
+    """When `binary` was built, UTC."""
+    return datetime.datetime.fromtimestamp(os.path.getmtime(binary), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def head():
+    """The commit measured, marked when the sources differ from it."""
+    dirty = sh(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
+    return sh(["git", "rev-parse", "--short", "HEAD"]) + (" (dirty tree)" if dirty else "")
+
+
+def load_line(before, after):
+    return "- load average (1/5/15 min) at start %.2f/%.2f/%.2f, at end %.2f/%.2f/%.2f" % (tuple(before) + tuple(after))
 
 
 def run_timed(cmd, what):

@@ -52,7 +52,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -228,17 +227,9 @@ def pm(mean, sd):
 
 
 def versions(binary):
-    def sh(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout.strip()
-        except OSError:
-            return "?"
-    dirty = sh(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
-    return "%s, binary built %s, HEAD %s%s; python %s, scikit-learn %s, numpy %s, pillow %s; `nproc` = %s" % (
-        sh([binary, "--version"]),
-        datetime.datetime.fromtimestamp(os.path.getmtime(binary), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        sh(["git", "rev-parse", "--short", "HEAD"]), " (dirty tree)" if dirty else "",
-        platform.python_version(), sklearn.__version__, np.__version__, Image.__version__, sh(["nproc"]))
+    return "%s, binary built %s, HEAD %s; python %s, scikit-learn %s, numpy %s, pillow %s; `nproc` = %s" % (
+        benchdoc.sh([binary, "--version"]), benchdoc.built(binary), benchdoc.head(),
+        platform.python_version(), sklearn.__version__, np.__version__, Image.__version__, benchdoc.sh(["nproc"]))
 
 
 def main():
