@@ -339,6 +339,7 @@ mod tests {
         assert!(c.cameras[0].loop_files);
         assert_eq!(c.data_dir, PathBuf::from("cvedge-data"));
         assert!(c.review.is_none(), "review is off by default");
+        assert_eq!((c.engine, c.threads), (EngineChoice::Auto, 0), "the fastest engine that agrees, on every core");
         Config::embedded_default();
     }
 
@@ -364,6 +365,7 @@ mod tests {
     rejects!(review_bad_interval, &format!("{MINIMAL}[review]\ninterval_s = -1.0\n"), "review.interval_s");
     rejects!(review_unknown_key, &format!("{MINIMAL}[review]\nbellow = 0.4\n"), "unknown field `bellow`");
     rejects!(empty_data_dir, &format!("data_dir = \"\"\n{MINIMAL}"), "data_dir", "name a folder");
+    rejects!(bad_engine, &format!("engine = \"gpu\"\n{MINIMAL}"), "unknown engine `gpu`", "tract, onnxruntime or auto");
     rejects!(garbage, "\u{0}\u{1}[[[ not toml", "config");
 
     #[test]
@@ -380,6 +382,12 @@ mod tests {
         let c = Config::parse(&format!("data_dir = \"/d\"\n{MINIMAL}[review]\nbelow = 1.0\n"), "t").unwrap();
         assert_eq!(c.review, Some(ReviewConfig { below: 1.0, max_images: 200, interval_s: 10.0 }));
         assert_eq!(c.review_dir("door"), PathBuf::from("/d/.review/door"));
+    }
+
+    #[test]
+    fn engine_and_threads_are_read() {
+        let c = Config::parse(&format!("engine = \"tract\"\nthreads = 2\n{MINIMAL}"), "t").unwrap();
+        assert_eq!((c.engine, c.threads), (EngineChoice::Tract, 2));
     }
 
     #[test]

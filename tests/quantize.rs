@@ -14,9 +14,14 @@ use cvedge::source::decode;
 /// Calibration photos made from the bundled samples: crops, mirror images and exposure changes,
 /// the variety a camera's own captures have. Deterministic.
 fn calibration_images(dir: &Path, per_sample: usize) -> Vec<PathBuf> {
+    variations_of(&["cat", "coffee", "dog", "eagle", "rocket"], dir, per_sample)
+}
+
+/// `per_sample` variations of each named sample photo, written into `dir`.
+fn variations_of(names: &[&str], dir: &Path, per_sample: usize) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
     let mut written = vec![];
-    for name in ["cat", "coffee", "dog", "eagle", "rocket"] {
+    for &name in names {
         let bytes = std::fs::read(repo().join(format!("models/samples/{name}.jpg"))).unwrap();
         let image = decode(&bytes, name).unwrap();
         let (w, h) = image.dimensions();
@@ -118,6 +123,8 @@ fn calibration_unlike_the_camera_is_refused_and_nothing_is_written() {
     assert!(run.stderr.contains("below the 99.0% gate") && run.stderr.contains("nothing was written"), "{}", run.stderr);
     assert!(run.stderr.contains("calibrate on more captures"), "{}", run.stderr);
     assert!(!out.exists(), "a refused quantization must leave no folder");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains("candidate")), "scratch candidates left behind: {left:?}");
 }
 
 #[test]
@@ -156,4 +163,40 @@ fn a_2018_export_is_brought_to_opset_13_and_still_classifies() {
         let ort = load(&out, EngineChoice::OnnxRuntime);
         assert_eq!(argmax(&ort.classify(&kitten).unwrap().probabilities), argmax(&want));
     }
+}
+
+#[test]
+fn a_trained_iteration_quantizes_with_its_own_tags_and_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    variations_of(&["cat"], &data.join("kitty"), 6);
+    variations_of(&["rocket"], &data.join("launch"), 6);
+    let iterations = dir.path().join("iterations");
+    let run = cvedge(&["train", "--model", "models/demo", "--data", data.to_str().unwrap(), "--iterations", iterations.to_str().unwrap(), "--folds", "0"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let iteration = PathBuf::from(run.stdout.trim());
+    let out = dir.path().join("int8");
+    let run = quantize(&iteration, &data, &out, &["--engine", "tract"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let float = load(&iteration, EngineChoice::Tract);
+    let int8 = load(&out, EngineChoice::Tract);
+    assert_eq!(int8.facts.precision, Precision::Int8);
+    assert_eq!(int8.labels, float.labels);
+    assert_eq!(int8.iteration_id, float.iteration_id, "the export names the iteration it was made from");
+    for (name, image) in samples().into_iter().filter(|(n, _)| n == "cat" || n == "rocket") {
+        let (want, got) = (float.classify(&image).unwrap().probabilities, int8.classify(&image).unwrap().probabilities);
+        assert_eq!(argmax(&got), argmax(&want), "{name}: int8 {got:?} vs float {want:?}");
+    }
+}
+
+#[test]
+fn bench_measures_the_int8_twin_beside_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let calibrate = dir.path().join("captures");
+    calibration_images(&calibrate, 2);
+    let run = cvedge(&["bench", "--model", "models/demo", "--engine", "tract", "--calibrate", calibrate.to_str().unwrap(), "--runs", "2", "--json"]);
+    assert!(run.ok(), "{}", run.stderr);
+    let precisions: Vec<String> = run.stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["precision"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(precisions, ["fp32", "int8"], "{}", run.stdout);
+    assert!(run.stderr.contains("int8 twin agrees"), "{}", run.stderr);
 }

@@ -112,8 +112,15 @@ fn print_table_row(line: &str) {
 pub fn bench(plan: &BenchPlan) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(plan.runs >= 1, "--runs {}: measure at least one run", plan.runs);
     anyhow::ensure!(plan.image.is_file(), "{}: no such image; give --image an image file", plan.image.display());
-    let mut models: Vec<PathBuf> = plan.models.clone();
+    // The int8 twins live here for the run only, whatever way it ends.
     let scratch = std::env::temp_dir().join(format!("cvedge-bench-{}", std::process::id()));
+    let result = measure_all(plan, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn measure_all(plan: &BenchPlan, scratch: &Path) -> anyhow::Result<ExitCode> {
+    let mut models: Vec<PathBuf> = plan.models.clone();
     if let Some(dir) = &plan.calibrate {
         for (i, model) in plan.models.iter().enumerate() {
             let out = scratch.join(format!("int8-{i}"));
@@ -157,6 +164,5 @@ pub fn bench(plan: &BenchPlan) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -171,7 +171,7 @@ impl Worker {
                 }
             }
         }
-        let best = (0..probabilities.len()).max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b])).unwrap_or(0);
+        let best = crate::head::top(&probabilities).unwrap_or(0);
         Ok((best, probabilities.get(best).copied().unwrap_or(0.0)))
     }
 }

@@ -20,12 +20,11 @@ mod tract;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::package::ExportPackage;
-
 pub use tract::Analysed;
 
 use crate::error::Result;
 use crate::head::{Activation, Head};
+use crate::package::ExportPackage;
 use crate::preprocess::Layout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,11 +209,6 @@ pub fn build(package: &ExportPackage, analysed: Analysed, options: &EngineOption
         }
         EngineChoice::Auto => auto::pick(package, analysed, options, check),
     }
-}
-
-/// Loads `package` with tract (tests and tools that want the reference engine).
-pub fn load_tract(package: &ExportPackage, options: &EngineOptions) -> Result<LoadedModel> {
-    tract::finish(package, tract::analyse(package, options)?, options)
 }
 
 /// Whether the onnxruntime library can be loaded on this machine.

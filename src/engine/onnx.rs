@@ -197,9 +197,9 @@ fn prune_unused(graph: &mut pb::GraphProto) {
     graph.input.retain(|i| needed.contains(&i.name));
 }
 
-/// Drops every node and initializer the tensors `roots` do not depend on, and returns the names
-/// of all the tensors they do depend on (inputs included), for the caller to prune the rest.
-pub(crate) fn prune_to(graph: &mut pb::GraphProto, roots: impl IntoIterator<Item = String>) -> HashSet<String> {
+/// Which nodes the tensors `roots` depend on (a flag per node) and the names of every tensor they
+/// depend on, inputs included. ONNX nodes are topologically sorted, so one backward pass does.
+pub(crate) fn dependencies(graph: &pb::GraphProto, roots: impl IntoIterator<Item = String>) -> (Vec<bool>, HashSet<String>) {
     let mut needed: HashSet<String> = roots.into_iter().collect();
     let mut keep = vec![false; graph.node.len()];
     for (i, node) in graph.node.iter().enumerate().rev() {
@@ -208,6 +208,13 @@ pub(crate) fn prune_to(graph: &mut pb::GraphProto, roots: impl IntoIterator<Item
             needed.extend(node.input.iter().filter(|s| !s.is_empty()).cloned());
         }
     }
+    (keep, needed)
+}
+
+/// Drops every node and initializer the tensors `roots` do not depend on, and returns the names
+/// of all the tensors they do depend on (inputs included), for the caller to prune the rest.
+pub(crate) fn prune_to(graph: &mut pb::GraphProto, roots: impl IntoIterator<Item = String>) -> HashSet<String> {
+    let (keep, needed) = dependencies(graph, roots);
     let mut flags = keep.into_iter();
     graph.node.retain(|_| flags.next().unwrap_or(false));
     graph.initializer.retain(|t| needed.contains(&t.name));

@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::Tensor;
+use ort::value::{Tensor, TensorRef};
 use prost::Message;
 
 use super::tract::Analysed;
@@ -29,10 +29,8 @@ const INSTALL: &str = "install it with scripts/install_onnxruntime.sh (or point 
 
 /// Where the library may be, in the order they are tried.
 fn candidates() -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = ["CVEDGE_ONNXRUNTIME", "ORT_DYLIB_PATH"]
-        .iter()
-        .filter_map(|var| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from))
-        .collect();
+    // `$CVEDGE_ONNXRUNTIME` is not among them: a path the user named is used or reported.
+    let mut paths: Vec<PathBuf> = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from).into_iter().collect();
     if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
         paths.push(dir.join(LIBRARY));
         paths.push(dir.join("../lib/cvedge").join(LIBRARY));
@@ -51,7 +49,6 @@ fn environment() -> Result<&'static Environment> {
     let loaded = ENVIRONMENT.get_or_init(|| {
         let explicit = std::env::var_os("CVEDGE_ONNXRUNTIME").filter(|v| !v.is_empty()).map(PathBuf::from);
         let path = match &explicit {
-            // A path the user named is used or reported, never silently skipped.
             Some(path) => path.clone(),
             None => candidates().into_iter().find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(LIBRARY)),
         };
@@ -106,7 +103,7 @@ impl OrtEngine {
         let engine = OrtEngine { session: Mutex::new(session), input: analysed.input.clone(), output_width: analysed.output_width };
         // One run proves the cut gives what the head reads (and warms the session up).
         let probe = vec![0f32; engine.input.width * engine.input.height * 3];
-        let out = engine.infer(&probe)?;
+        let out = super::Engine::run_one(&engine, &probe)?;
         if out.len() != engine.output_width {
             return Err(Error::engine(
                 ENGINE,
@@ -115,34 +112,6 @@ impl OrtEngine {
             ));
         }
         Ok(engine)
-    }
-
-    fn infer(&self, image: &[f32]) -> Result<Vec<f32>> {
-        let shape: Vec<i64> = match self.input.layout {
-            Layout::Nchw => vec![1, 3, self.input.height as i64, self.input.width as i64],
-            Layout::Nhwc => vec![1, self.input.height as i64, self.input.width as i64, 3],
-        };
-        let inference = |e: ort::Error| Error::Inference(format!("onnxruntime: {e}"));
-        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = match self.input.dtype {
-            TensorType::F32 => {
-                let tensor = Tensor::from_array((shape, image.to_vec())).map_err(inference)?;
-                session.run(ort::inputs![self.input.name.as_str() => tensor]).map_err(inference)?
-            }
-            TensorType::F16 => {
-                let half: Vec<half::f16> = image.iter().map(|v| half::f16::from_f32(*v)).collect();
-                let tensor = Tensor::from_array((shape, half)).map_err(inference)?;
-                session.run(ort::inputs![self.input.name.as_str() => tensor]).map_err(inference)?
-            }
-        };
-        let output = &outputs[0];
-        match output.try_extract_tensor::<f32>() {
-            Ok((_, values)) => Ok(values.to_vec()),
-            Err(_) => {
-                let (_, values) = output.try_extract_tensor::<half::f16>().map_err(inference)?;
-                Ok(values.iter().map(|v| v.to_f32()).collect())
-            }
-        }
     }
 }
 
@@ -160,6 +129,31 @@ impl super::Engine for OrtEngine {
     }
 
     fn run_one(&self, image: &[f32]) -> Result<Vec<f32>> {
-        self.infer(image)
+        let shape: Vec<i64> = match self.input.layout {
+            Layout::Nchw => vec![1, 3, self.input.height as i64, self.input.width as i64],
+            Layout::Nhwc => vec![1, self.input.height as i64, self.input.width as i64, 3],
+        };
+        let inference = |e: ort::Error| Error::Inference(format!("onnxruntime: {e}"));
+        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outputs = match self.input.dtype {
+            TensorType::F32 => {
+                // A view of the caller's buffer: no copy of the image per frame.
+                let tensor = TensorRef::from_array_view((shape, image)).map_err(inference)?;
+                session.run(ort::inputs![self.input.name.as_str() => tensor]).map_err(inference)?
+            }
+            TensorType::F16 => {
+                let half: Vec<half::f16> = image.iter().map(|v| half::f16::from_f32(*v)).collect();
+                let tensor = Tensor::from_array((shape, half)).map_err(inference)?;
+                session.run(ort::inputs![self.input.name.as_str() => tensor]).map_err(inference)?
+            }
+        };
+        let output = &outputs[0];
+        match output.try_extract_tensor::<f32>() {
+            Ok((_, values)) => Ok(values.to_vec()),
+            Err(_) => {
+                let (_, values) = output.try_extract_tensor::<half::f16>().map_err(inference)?;
+                Ok(values.iter().map(|v| v.to_f32()).collect())
+            }
+        }
     }
 }

@@ -54,6 +54,17 @@ pub trait Head: Send + Sync {
     }
 }
 
+/// The index of the largest probability (the first one on a tie); `None` when there are none.
+pub fn top(probabilities: &[f32]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (tag, &p) in probabilities.iter().enumerate() {
+        if best.is_none_or(|b| p > probabilities[b]) {
+            best = Some(tag);
+        }
+    }
+    best
+}
+
 /// `activation(W · features + b)`, with `W` as `tags` rows of `width` weights.
 #[derive(Debug, Clone)]
 pub struct LinearHead {

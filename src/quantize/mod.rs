@@ -125,14 +125,22 @@ fn classify_all(classifier: &Classifier, images: &[PathBuf], bar: &indicatif::Pr
 }
 
 fn compare(method: &'static str, reference: &[Vec<f32>], got: &[Vec<f32>]) -> Candidate {
-    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap_or(0);
-    let agree = reference.iter().zip(got).filter(|(a, b)| argmax(a) == argmax(b)).count();
+    let agree = reference.iter().zip(got).filter(|(a, b)| crate::head::top(a) == crate::head::top(b)).count();
     let differences: Vec<f32> = reference.iter().zip(got).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).collect();
     Candidate {
         method,
         agreement: agree as f64 / reference.len().max(1) as f64,
         max_difference: differences.iter().copied().fold(0.0, f32::max),
         mean_difference: differences.iter().sum::<f32>() / differences.len().max(1) as f32,
+    }
+}
+
+/// The candidates' folder, removed however quantization ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -169,15 +177,16 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
 
     let bar = progress.bar("check", holdout.len() * 3);
     let reference = classify_all(&float, &holdout, &bar)?;
-    let scratch = options.out.with_file_name(format!(".{}.candidate", options.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+    let scratch = Scratch(options.out.with_file_name(format!(".{}.candidate", options.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())));
+    let scratch = &scratch.0;
     let mut best: Option<(Candidate, crate::export::CurrentLayout)> = None;
     let mut candidates = vec![];
     for (method, method_ranges) in [("percentile", &ranges.percentile), ("minmax", &ranges.minmax)] {
         let mut candidate_layout = layout.clone();
         candidate_layout.model = qdq::apply(&layout.model, &plan, method_ranges)?;
-        std::fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
-        crate::export::write_current_layout(&candidate_layout, &head, &float.labels, &float.iteration_id, &scratch)?;
-        let quantized = Classifier::load(&scratch, &load)?;
+        std::fs::create_dir_all(scratch).map_err(|e| Error::io(scratch, e))?;
+        crate::export::write_current_layout(&candidate_layout, &head, &float.labels, &float.iteration_id, scratch)?;
+        let quantized = Classifier::load(scratch, &load)?;
         let got = classify_all(&quantized, &holdout, &bar)?;
         let result = compare(method, &reference, &got);
         let better = best.as_ref().is_none_or(|(b, _)| (result.agreement, -result.max_difference) > (b.agreement, -b.max_difference));
@@ -187,7 +196,6 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
         }
     }
     bar.finish();
-    let _ = std::fs::remove_dir_all(&scratch);
     let (chosen, chosen_layout) = best.expect("two candidates");
     if chosen.agreement < options.min_agreement {
         return Err(refuse(

@@ -128,7 +128,7 @@ impl Plan {
 
 /// Plans the quantization of the nodes `features` depends on.
 pub fn plan(graph: &GraphProto, features: &str) -> Plan {
-    let backbone = dependencies(graph, features);
+    let (backbone, _) = crate::engine::onnx::dependencies(graph, [features.to_owned()]);
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, node) in graph.node.iter().enumerate() {
@@ -136,7 +136,7 @@ pub fn plan(graph: &GraphProto, features: &str) -> Plan {
             consumers.entry(input.as_str()).or_default().push(i);
         }
     }
-    let quantizable = |i: usize| backbone.contains(&i) && QUANTIZABLE.contains(&graph.node[i].op_type.as_str());
+    let quantizable = |i: usize| backbone[i] && QUANTIZABLE.contains(&graph.node[i].op_type.as_str());
     let mut folded = HashSet::new();
     for (i, node) in graph.node.iter().enumerate() {
         if !quantizable(i) || node.op_type != "Conv" || node.output.len() != 1 {
@@ -147,7 +147,7 @@ pub fn plan(graph: &GraphProto, features: &str) -> Plan {
             let act = &graph.node[*activation];
             let min_is_zero = act.op_type == "Relu"
                 || (act.op_type == "Clip" && act.input.get(1).and_then(|m| constant_scalar(graph, m)) == Some(0.0));
-            if min_is_zero && backbone.contains(activation) {
+            if min_is_zero && backbone[*activation] {
                 folded.insert(*activation);
             }
         }
@@ -179,7 +179,7 @@ pub fn plan(graph: &GraphProto, features: &str) -> Plan {
             consider(&input.name, None);
         }
         for (i, node) in graph.node.iter().enumerate() {
-            if !backbone.contains(&i) || folded.contains(&i) {
+            if !backbone[i] || folded.contains(&i) {
                 continue;
             }
             // A convolution whose activation is folded outputs the activation's tensor.
@@ -200,19 +200,6 @@ pub fn plan(graph: &GraphProto, features: &str) -> Plan {
         .filter(|&i| quantizable(i) && graph.node[i].op_type == "Conv" && graph.node[i].input.get(1).is_some_and(|w| initializers.contains(w.as_str())))
         .collect();
     Plan { tensors, folded, convs }
-}
-
-/// Node indices the tensor `root` depends on.
-fn dependencies(graph: &GraphProto, root: &str) -> HashSet<usize> {
-    let mut needed: HashSet<&str> = HashSet::from([root]);
-    let mut nodes = HashSet::new();
-    for (i, node) in graph.node.iter().enumerate().rev() {
-        if node.output.iter().any(|o| needed.contains(o.as_str())) {
-            nodes.insert(i);
-            needed.extend(node.input.iter().map(String::as_str));
-        }
-    }
-    nodes
 }
 
 fn constant_scalar(graph: &GraphProto, name: &str) -> Option<f32> {
@@ -250,6 +237,20 @@ fn axis(value: i64) -> Vec<AttributeProto> {
     vec![AttributeProto { name: "axis".into(), i: value, r#type: AttributeType::Int as i32, ..Default::default() }]
 }
 
+/// Stores `raw` (int8 or int32 values of shape `dims`) with per-output-channel `scales` and zero
+/// points of 0, and a DequantizeLinear along axis 0 computing its float value; returns that
+/// value's name.
+fn per_channel_constant(base: &str, dims: Vec<i64>, data_type: DataType, raw: Vec<u8>, scales: &[f32], initializers: &mut Vec<TensorProto>, nodes: &mut Vec<NodeProto>) -> String {
+    let width = if data_type == DataType::Int32 { 4 } else { 1 };
+    let channels = vec![scales.len() as i64];
+    let (q, s, z, dq) = (format!("{base}_q"), format!("{base}_scale"), format!("{base}_zero"), format!("{base}_dq"));
+    initializers.push(raw_tensor(q.clone(), dims, data_type, raw));
+    initializers.push(float_tensor(s.clone(), channels.clone(), scales));
+    initializers.push(raw_tensor(z.clone(), channels, data_type, vec![0; width * scales.len()]));
+    nodes.push(node("DequantizeLinear", format!("{base}_dequantize"), vec![q, s, z], dq.clone(), axis(0)));
+    dq
+}
+
 /// The QDQ graph for `ranges` (tensor -> `[lo, hi]`, one per planned tensor).
 pub fn apply(model: &ModelProto, plan: &Plan, ranges: &HashMap<String, (f32, f32)>) -> Result<ModelProto> {
     let mut model = model.clone();
@@ -267,10 +268,10 @@ pub fn apply(model: &ModelProto, plan: &Plan, ranges: &HashMap<String, (f32, f32
     let dequantized = |t: &str| format!("{t}__cvedge_dq");
     let original_initializers: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
     let mut initializers = std::mem::take(&mut graph.initializer);
-    let mut weights: HashMap<usize, (String, Vec<f32>)> = HashMap::new();
+    // Per convolution: its weights' name, shape, int8 values and per-channel scales.
+    let mut weights: HashMap<usize, (String, Vec<i64>, Vec<u8>, Vec<f32>)> = HashMap::new();
     for &i in &plan.convs {
-        let conv = &graph.node[i];
-        let name = &conv.input[1];
+        let name = &graph.node[i].input[1];
         let t = initializers.iter().find(|t| &t.name == name).ok_or_else(|| refuse(format!("weights `{name}` are not stored in the file")))?;
         let w = floats(t).ok_or_else(|| refuse(format!("weights `{name}` are not float32")))?;
         let channels = *t.dims.first().ok_or_else(|| refuse(format!("weights `{name}` have no shape")))? as usize;
@@ -280,11 +281,7 @@ pub fn apply(model: &ModelProto, plan: &Plan, ranges: &HashMap<String, (f32, f32
         let per = w.len() / channels;
         let scales: Vec<f32> = w.chunks_exact(per).map(|c| c.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0).map(|s| if s > 0.0 { s } else { 1.0 }).collect();
         let q: Vec<u8> = w.iter().enumerate().map(|(k, v)| ((v / scales[k / per]).round().clamp(-127.0, 127.0) as i8) as u8).collect();
-        let base = format!("{name}__cvedge_int8");
-        initializers.push(raw_tensor(format!("{base}_q"), t.dims.clone(), DataType::Int8, q));
-        initializers.push(float_tensor(format!("{base}_scale"), vec![channels as i64], &scales));
-        initializers.push(raw_tensor(format!("{base}_zero"), vec![channels as i64], DataType::Int8, vec![0; channels]));
-        weights.insert(i, (base, scales));
+        weights.insert(i, (format!("{name}__cvedge_int8"), t.dims.clone(), q, scales));
     }
 
     let mut nodes = Vec::with_capacity(graph.node.len() * 3);
@@ -315,24 +312,15 @@ pub fn apply(model: &ModelProto, plan: &Plan, ranges: &HashMap<String, (f32, f32
                 *input = dequantized(input);
             }
         }
-        if let Some((base, w_scales)) = weights.get(&i) {
-            let wdq = format!("{base}_dq");
-            nodes.push(node("DequantizeLinear", format!("{base}_dequantize"), vec![format!("{base}_q"), format!("{base}_scale"), format!("{base}_zero")], wdq.clone(), axis(0)));
-            n.input[1] = wdq;
+        if let Some((base, dims, q, w_scales)) = weights.remove(&i) {
+            n.input[1] = per_channel_constant(&base, dims, DataType::Int8, q, &w_scales, &mut initializers, &mut nodes);
             // int32 bias at input scale x weight scale, so onnxruntime can fuse the convolution.
-            let x = original.input[0].as_str();
             let bias = original.input.get(2).and_then(|b| initializers.iter().find(|t| &t.name == b)).and_then(floats);
-            if let (Some(&(x_scale, _)), Some(b)) = (params.get(x), bias) {
-                if b.len() == w_scales.len() {
-                    let scales: Vec<f32> = w_scales.iter().map(|s| s * x_scale).collect();
-                    let q: Vec<u8> = b.iter().zip(&scales).flat_map(|(v, s)| ((v / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32).to_le_bytes()).collect();
-                    let name = format!("{}__cvedge_int32", original.input[2]);
-                    initializers.push(raw_tensor(format!("{name}_q"), vec![b.len() as i64], DataType::Int32, q));
-                    initializers.push(float_tensor(format!("{name}_scale"), vec![b.len() as i64], &scales));
-                    initializers.push(raw_tensor(format!("{name}_zero"), vec![b.len() as i64], DataType::Int32, vec![0; 4 * b.len()]));
-                    nodes.push(node("DequantizeLinear", format!("{name}_dequantize"), vec![format!("{name}_q"), format!("{name}_scale"), format!("{name}_zero")], format!("{name}_dq"), axis(0)));
-                    n.input[2] = format!("{name}_dq");
-                }
+            if let (Some(&(x_scale, _)), Some(b)) = (params.get(original.input[0].as_str()), bias.filter(|b| b.len() == w_scales.len())) {
+                let scales: Vec<f32> = w_scales.iter().map(|s| s * x_scale).collect();
+                let q: Vec<u8> = b.iter().zip(&scales).flat_map(|(v, s)| ((v / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32).to_le_bytes()).collect();
+                let base = format!("{}__cvedge_int32", original.input[2]);
+                n.input[2] = per_channel_constant(&base, vec![b.len() as i64], DataType::Int32, q, &scales, &mut initializers, &mut nodes);
             }
         }
         let outputs = n.output.clone();

@@ -110,13 +110,7 @@ fn check_truth_count(truths: usize, images: usize) -> Result<(), EvaluationError
 /// The multiclass prediction for one image: its top tag (lowest index on a tie) if at or above
 /// the threshold.
 fn top_tag(row: &[f32], threshold: f32) -> Option<usize> {
-    let mut best: Option<usize> = None;
-    for (tag, &p) in row.iter().enumerate() {
-        if best.is_none_or(|b| p > row[b]) {
-            best = Some(tag);
-        }
-    }
-    best.filter(|&tag| row[tag] >= threshold)
+    crate::head::top(row).filter(|&tag| row[tag] >= threshold)
 }
 
 /// `numerator / denominator`, with `0 / 0` reported as 0 (the portal's choice).

@@ -57,7 +57,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
 }
 
 pub fn argmax(v: &[f32]) -> usize {
-    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).expect("non-empty")
+    cvedge::head::top(v).expect("non-empty")
 }
 
 /// What a `cvedge` command did.
