@@ -203,6 +203,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Load the onnxruntime library, start it and run a one-convolution model (what cvedge runs
+    /// in a child process before letting the library into its own).
+    #[cfg(feature = "onnxruntime")]
+    #[command(name = "probe-onnxruntime", hide = true)]
+    ProbeOnnxruntime { library: PathBuf },
     /// Write the backbone features of every training image to a .npy file (benchmarks).
     #[command(hide = true)]
     Features {
@@ -298,7 +303,7 @@ impl ModelArgs {
                 RangeArg::Unit => ValueRange::Unit,
             }),
             threshold,
-            engine: EngineOptions { split: !self.no_split, choice: self.engine, threads: self.threads },
+            engine: EngineOptions { split: !self.no_split, choice: self.engine, threads: self.threads, ..Default::default() },
         })
     }
 }
@@ -317,7 +322,19 @@ fn bench(models: Vec<PathBuf>, engines: &str, threads: &str, calibrate: Option<P
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,tract_onnx=error")).init();
     let cli = Cli::parse();
+    #[cfg(feature = "onnxruntime")]
+    if let Ok(exe) = std::env::current_exe() {
+        cvedge::engine::onnxruntime_probe::register(exe);
+    }
     let result = match cli.command {
+        #[cfg(feature = "onnxruntime")]
+        Command::ProbeOnnxruntime { library } => match cvedge::engine::onnxruntime_probe::run(&library) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(problem) => {
+                eprintln!("{problem}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Inspect { model, json } => inspect(&model, json),
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),
         Command::Capture { tag, source, import, count, interval, data } => capture(&tag, source.as_deref(), &import, count, interval, &data),

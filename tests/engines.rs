@@ -60,6 +60,11 @@ fn assert_engines_agree(model: &Path, tolerance: f32) {
     let ort = Classifier::load(model, &options(EngineChoice::OnnxRuntime, 1)).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
     assert_eq!(ort.engine.name(), "onnxruntime");
     assert_eq!(ort.labels, tract.labels);
+    // onnxruntime reads the export without tract's graph of the backbone: what it learns from the
+    // protobuf and the tail must be what tract learns from the whole graph.
+    let what = |c: &Classifier| (c.facts.generation, c.facts.activation, c.facts.split_at.is_some(), c.facts.precision, c.kind, c.engine.input().clone(), c.engine.output_width(), c.head.tags());
+    assert_eq!(what(&ort), what(&tract), "{}", model.display());
+    assert_eq!(ort.preprocessor.conventions, tract.preprocessor.conventions, "{}", model.display());
     for (name, image) in samples() {
         let want = tract.classify(&image).unwrap().probabilities;
         let got = ort.classify(&image).unwrap().probabilities;
@@ -146,4 +151,63 @@ fn a_missing_library_is_one_clear_sentence_and_auto_falls_back() {
     let (ok, stdout, stderr) = run("auto");
     assert!(ok, "{stderr}");
     assert!(stdout.contains("cat"), "{stdout}");
+}
+
+#[test]
+fn onnxruntime_runs_the_whole_graph_when_asked_not_to_split() {
+    if !require_onnxruntime() {
+        return;
+    }
+    for model in [repo().join("models/demo"), repo().join("models/conformance/onnx-opset7-sigmoid")] {
+        let whole = |choice| LoadOptions { engine: EngineOptions { choice, split: false, ..Default::default() }, ..Default::default() };
+        let ort = Classifier::load(&model, &whole(EngineChoice::OnnxRuntime)).unwrap();
+        let tract = Classifier::load(&model, &whole(EngineChoice::Tract)).unwrap();
+        assert_eq!(ort.facts.split_at, None);
+        assert_eq!((ort.facts.activation, ort.kind), (tract.facts.activation, tract.kind), "{}", model.display());
+        for (name, image) in samples() {
+            assert_close(&format!("{} {name}", model.display()), &ort.classify(&image).unwrap().probabilities, &tract.classify(&image).unwrap().probabilities);
+        }
+    }
+}
+
+/// A stand-in `libonnxruntime.so.1` that dies as soon as it is loaded: with SIGILL, as a library
+/// built for instructions the CPU lacks does, or with a real segmentation fault (a write through
+/// a null pointer: Rust's own SIGSEGV handler lets a merely raised one pass), as one whose CPU
+/// detection crashes under qemu.
+fn library_dying_with(dir: &Path, signal: &str) -> PathBuf {
+    let source = dir.join(format!("{signal}.c"));
+    let die = match signal {
+        "SIGILL" => "raise(SIGILL);",
+        _ => "*(volatile int *)0 = 0;",
+    };
+    std::fs::write(&source, format!("#include <signal.h>\n__attribute__((constructor)) static void die(void) {{ {die} }}\n")).unwrap();
+    let library = dir.join(format!("{signal}.so"));
+    let status = std::process::Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&library).arg(&source).status().expect("cc (build-essential) is installed");
+    assert!(status.success());
+    library
+}
+
+#[test]
+fn a_library_that_crashes_on_this_cpu_is_tried_in_a_child_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    for (signal, said) in [("SIGILL", "illegal instruction"), ("SIGSEGV", "crashed (signal 11)")] {
+        let library = library_dying_with(dir.path(), signal);
+        let run = |engine: &str| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_cvedge"))
+                .args(["predict", "--engine", engine, "--model", "models/demo", "models/samples/cat.jpg"])
+                .env("CVEDGE_ONNXRUNTIME", &library)
+                .current_dir(repo())
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        // cvedge itself survives and says what happened, in one sentence.
+        let (code, _, stderr) = run("onnxruntime");
+        assert_eq!(code, Some(1), "{signal}: {stderr}");
+        assert!(stderr.contains(said) && stderr.contains("--engine tract"), "{signal}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
+        let (code, stdout, stderr) = run("auto");
+        assert_eq!(code, Some(0), "{signal}: {stderr}");
+        assert!(stdout.contains("cat"), "{stdout}");
+    }
 }

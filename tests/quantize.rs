@@ -104,6 +104,20 @@ fn int8_demo_loads_agrees_and_is_deterministic() {
             assert!(worst < 0.05, "{engine} {name}: int8 {got:?} vs fp32 {want:?}");
         }
     }
+
+    // tract runs the int8 weights at float speed: the activations' quantize/dequantize pairs
+    // become the clamps they imply (ReLU is folded into them), unless the rounding is asked for.
+    let fast = load(&first, EngineChoice::Tract);
+    let note = fast.facts.notes.iter().find(|n| n.contains("activations clamped")).unwrap_or_else(|| panic!("{:?}", fast.facts.notes));
+    let pairs: usize = note.split('(').nth(1).and_then(|n| n.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert_eq!(pairs as u64, report["quantized_tensors"].as_u64().unwrap(), "{note}");
+    let rounded = Classifier::load(&first, &LoadOptions { engine: EngineOptions { int8_activations: true, ..Default::default() }, ..Default::default() }).unwrap();
+    assert!(!rounded.facts.notes.iter().any(|n| n.contains("activations clamped")), "{:?}", rounded.facts.notes);
+    for (name, image) in samples() {
+        let (a, b) = (fast.classify(&image).unwrap().probabilities, rounded.classify(&image).unwrap().probabilities);
+        assert_eq!(argmax(&a), argmax(&b), "{name}: clamped {a:?} vs rounded {b:?}");
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 0.05), "{name}: clamped {a:?} vs rounded {b:?}");
+    }
 }
 
 #[test]

@@ -8,7 +8,6 @@
 
 use std::time::Instant;
 
-use super::tract::{self, Analysed};
 use super::{Engine, EngineOptions, LoadedModel, Precision};
 use crate::error::Result;
 use crate::package::ExportPackage;
@@ -40,47 +39,47 @@ fn fastest_ms(engine: &dyn Engine, check: &[f32]) -> Result<f64> {
     Ok(best)
 }
 
-pub fn pick(package: &ExportPackage, mut analysed: Analysed, options: &EngineOptions, check: &[f32]) -> Result<LoadedModel> {
-    let backbone = std::mem::take(&mut analysed.backbone);
-    let reference = tract::TractEngine::new(&package.model_path, backbone, analysed.input.clone(), analysed.output_width, options.resolved_threads())?;
-    let candidate = match super::onnxruntime_engine(package, &analysed, options) {
+/// `reference` is tract's engine with the head and facts; returns it or a faster engine that agrees.
+pub fn pick(package: &ExportPackage, reference: LoadedModel, options: &EngineOptions, check: &[f32]) -> Result<LoadedModel> {
+    let LoadedModel { engine: reference, head, mut facts } = reference;
+    let split = facts.split_at.is_some();
+    let candidate = match super::onnxruntime_engine(package, reference.input(), reference.output_width(), split, options) {
         Ok(engine) => engine,
         Err(e) => {
             let reason = match e {
                 crate::error::Error::Engine { problem, .. } => problem,
                 other => other.to_string(),
             };
-            analysed.facts.notes.push(format!("engine auto: tract (onnxruntime not used: {reason})"));
-            return Ok(analysed.with_engine(Box::new(reference)));
+            facts.notes.push(format!("engine auto: tract (onnxruntime not used: {reason})"));
+            return Ok(LoadedModel { engine: reference, head, facts });
         }
     };
     let probabilities = |engine: &dyn Engine| -> Result<Vec<f32>> {
         let features = engine.run_one(check)?;
-        let mut out = vec![0f32; analysed.head.tags()];
-        analysed.head.apply(&features, &mut out);
+        let mut out = vec![0f32; head.tags()];
+        head.apply(&features, &mut out);
         Ok(out)
     };
-    let expected = probabilities(&reference)?;
+    let expected = probabilities(reference.as_ref())?;
     let got = probabilities(candidate.as_ref())?;
     let difference = expected.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    if !agrees(difference, analysed.facts.precision) {
-        let limit = tolerance(analysed.facts.precision);
-        analysed.facts.notes.push(format!(
+    if !agrees(difference, facts.precision) {
+        let limit = tolerance(facts.precision);
+        facts.notes.push(format!(
             "engine auto: tract (onnxruntime disagrees with it by {difference:.2e} in probability on the check image, more than {limit:.0e})"
         ));
-        return Ok(analysed.with_engine(Box::new(reference)));
+        return Ok(LoadedModel { engine: reference, head, facts });
     }
-    let (tract_ms, other_ms) = (fastest_ms(&reference, check)?, fastest_ms(candidate.as_ref(), check)?);
-    let (winner, loser): (Box<dyn Engine>, Box<dyn Engine>) =
-        if other_ms < tract_ms { (candidate, Box::new(reference)) } else { (Box::new(reference), candidate) };
+    let (tract_ms, other_ms) = (fastest_ms(reference.as_ref(), check)?, fastest_ms(candidate.as_ref(), check)?);
+    let (winner, loser) = if other_ms < tract_ms { (candidate, reference) } else { (reference, candidate) };
     let (win_ms, lose_ms) = (tract_ms.min(other_ms), tract_ms.max(other_ms));
-    analysed.facts.notes.push(format!(
+    facts.notes.push(format!(
         "engine auto: {} ({win_ms:.1} ms) over {} ({lose_ms:.1} ms); they agree within {difference:.1e}",
         winner.name(),
         loser.name()
     ));
     drop(loser);
-    Ok(analysed.with_engine(winner))
+    Ok(LoadedModel { engine: winner, head, facts })
 }
 
 #[cfg(test)]

@@ -4,15 +4,21 @@
 //!
 //! - `tract` (built in, every format): reads the graph, learns its facts, splits off the head
 //!   ([`split`]) and runs the backbone. It is also the reference the others are checked against.
-//! - `onnxruntime` (ONNX only, optional at build time, the library loaded at run time): runs the
-//!   same backbone cut out of the protobuf; several times faster, and its int8 kernels are what
-//!   makes `cvedge quantize`'s output pay off.
+//!   On int8 graphs it runs the weights at float speed (see [`onnx::strip_activation_quantization`]).
+//! - `onnxruntime` (ONNX only, optional at build time, the library loaded at run time and tried
+//!   in a child process first, [`onnxruntime_probe`]): runs the same backbone cut out of the
+//!   protobuf; several times faster, and its int8 kernels are what makes `cvedge quantize`'s
+//!   output pay off. Asked for by name, it reads the export without tract's graph of the backbone
+//!   (facts and input from the protobuf, the head from the few nodes after the cut), so the
+//!   weights are never held by two engines at once.
 //! - [`auto`] loads both, keeps the fastest one that agrees with tract on a check image.
 
 mod auto;
 pub mod onnx;
 #[cfg(feature = "onnxruntime")]
 mod onnxruntime;
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime_probe;
 mod split;
 pub mod tflite_normalize;
 mod tract;
@@ -20,7 +26,6 @@ mod tract;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use tract::Analysed;
 
 use crate::error::Result;
 use crate::head::{Activation, Head};
@@ -54,6 +59,16 @@ impl fmt::Display for InputSpec {
             TensorType::F16 => "float16",
         };
         write!(f, "{} {dtype} {shape} {layout}", self.name)
+    }
+}
+
+impl InputSpec {
+    /// The tensor shape of a batch of `batch` images.
+    pub fn shape(&self, batch: usize) -> [usize; 4] {
+        match self.layout {
+            Layout::Nchw => [batch, 3, self.height, self.width],
+            Layout::Nhwc => [batch, self.height, self.width, 3],
+        }
     }
 }
 
@@ -154,11 +169,15 @@ pub struct EngineOptions {
     pub choice: EngineChoice,
     /// Threads one inference may use; 0 = one per core.
     pub threads: usize,
+    /// tract only: on an int8 graph, also round the activations to 8 bits as integer engines do
+    /// (tract then takes 1.8x its float time); off, tract runs the int8 weights at float speed.
+    /// `cvedge quantize` turns it on to judge its candidates as integer kernels compute them.
+    pub int8_activations: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { split: true, choice: EngineChoice::default(), threads: 1 }
+        EngineOptions { split: true, choice: EngineChoice::default(), threads: 1, int8_activations: false }
     }
 }
 
@@ -192,22 +211,53 @@ impl fmt::Display for Precision {
     }
 }
 
-/// Reads the export with tract: its facts, input, head and backbone graph (every engine starts
-/// from here; see the module doc).
+/// What loading learnt about an export (its facts, input and head) and its backbone, ready for
+/// [`build`] to put an engine on.
+pub struct Analysed {
+    pub head: Box<dyn Head>,
+    pub facts: GraphFacts,
+    pub input: InputSpec,
+    /// Values per image in the backbone's output.
+    pub output_width: usize,
+    backbone: Backbone,
+}
+
+enum Backbone {
+    /// tract's graph: tract optimises it, `auto` keeps it as the reference.
+    Tract(tract::Graph),
+    /// An engine that read the export without tract (`--engine onnxruntime`).
+    Built(Box<dyn Engine>),
+}
+
+/// Reads the export: with onnxruntime alone when that is the engine asked for (tract then never
+/// holds the backbone, which halves peak memory), else with tract, whose graph every other
+/// engine is checked against (see the module doc).
 pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analysed> {
-    tract::analyse(package, options)
+    match options.choice {
+        EngineChoice::OnnxRuntime => onnxruntime_analyse(package, options),
+        EngineChoice::Tract | EngineChoice::Auto => tract::analyse(package, options),
+    }
 }
 
 /// Builds the engine `options` ask for on what [`analyse`] found. `check` is one preprocessed
 /// image, the input `auto` compares the engines on.
 pub fn build(package: &ExportPackage, analysed: Analysed, options: &EngineOptions, check: &[f32]) -> Result<LoadedModel> {
+    let Analysed { head, facts, input, output_width, backbone } = analysed;
+    let graph = match backbone {
+        Backbone::Built(engine) => return Ok(LoadedModel { engine, head, facts }),
+        Backbone::Tract(graph) => graph,
+    };
+    let tract = |graph| -> Result<tract::TractEngine> { tract::TractEngine::new(&package.model_path, graph, input.clone(), output_width, options.resolved_threads()) };
     match options.choice {
-        EngineChoice::Tract => tract::finish(package, analysed, options),
+        EngineChoice::Tract => Ok(LoadedModel { engine: Box::new(tract(graph)?), head, facts }),
         EngineChoice::OnnxRuntime => {
-            let engine = onnxruntime_engine(package, &analysed, options)?;
-            Ok(analysed.with_engine(engine))
+            let engine = onnxruntime_engine(package, &input, output_width, facts.split_at.is_some(), options)?;
+            Ok(LoadedModel { engine, head, facts })
         }
-        EngineChoice::Auto => auto::pick(package, analysed, options, check),
+        EngineChoice::Auto => {
+            let reference = tract(graph)?;
+            auto::pick(package, LoadedModel { engine: Box::new(reference), head, facts }, options, check)
+        }
     }
 }
 
@@ -219,18 +269,35 @@ pub fn onnxruntime_available() -> bool {
     return false;
 }
 
+/// An onnxruntime engine running the same cut as tract's analysis did (for `auto`).
 #[cfg(feature = "onnxruntime")]
-fn onnxruntime_engine(package: &ExportPackage, analysed: &tract::Analysed, options: &EngineOptions) -> Result<Box<dyn Engine>> {
-    Ok(Box::new(onnxruntime::OrtEngine::load(package, analysed, options)?))
+fn onnxruntime_engine(package: &ExportPackage, input: &InputSpec, output_width: usize, split: bool, options: &EngineOptions) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(onnxruntime::OrtEngine::load(package, input, output_width, split, options)?))
+}
+
+#[cfg(feature = "onnxruntime")]
+fn onnxruntime_analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analysed> {
+    let (engine, head, facts) = onnxruntime::analyse(package, options)?;
+    Ok(Analysed { input: engine.input().clone(), output_width: engine.output_width(), backbone: Backbone::Built(Box::new(engine)), head, facts })
 }
 
 #[cfg(not(feature = "onnxruntime"))]
-fn onnxruntime_engine(_: &ExportPackage, _: &tract::Analysed, _: &EngineOptions) -> Result<Box<dyn Engine>> {
-    Err(crate::error::Error::engine(
+fn not_built() -> crate::error::Error {
+    crate::error::Error::engine(
         "onnxruntime",
         "this cvedge was built without the onnxruntime engine",
         "use --engine tract, or build cvedge with `--features onnxruntime`",
-    ))
+    )
+}
+
+#[cfg(not(feature = "onnxruntime"))]
+fn onnxruntime_engine(_: &ExportPackage, _: &InputSpec, _: usize, _: bool, _: &EngineOptions) -> Result<Box<dyn Engine>> {
+    Err(not_built())
+}
+
+#[cfg(not(feature = "onnxruntime"))]
+fn onnxruntime_analyse(_: &ExportPackage, _: &EngineOptions) -> Result<Analysed> {
+    Err(not_built())
 }
 
 /// An engine with the head taken from the same graph.

@@ -9,7 +9,9 @@ use std::path::Path;
 use prost::Message;
 use tract_onnx::pb::{self, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 
+use super::{Generation, GraphFacts, InputSpec, Precision, TensorType};
 use crate::error::{Error, Result};
+use crate::preprocess::Layout;
 
 /// What the surgery learnt about the export.
 #[derive(Debug, Default)]
@@ -79,6 +81,149 @@ pub fn prepare(path: &Path, bytes: &[u8]) -> Result<(ModelProto, OnnxFacts)> {
     facts.output_name = graph.output[0].name.clone();
     prune_unused(graph);
     Ok((model, facts))
+}
+
+/// The image input, read from the protobuf (the batch may be symbolic).
+pub fn input_spec(path: &Path, proto: &ModelProto) -> Result<InputSpec> {
+    use pb::type_proto::Value;
+    let not_an_image = |detail: String| Error::model(path, detail, "this is not a Custom Vision image classifier export");
+    let graph = proto.graph.as_ref().ok_or_else(|| not_an_image("the ONNX file has no graph".into()))?;
+    let initialized: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let input = graph.input.iter().find(|i| !initialized.contains(i.name.as_str()));
+    let typed = input.and_then(|i| match i.r#type.as_ref()?.value.as_ref()? {
+        Value::TensorType(t) => Some(t),
+    });
+    let (Some(input), Some(typed)) = (input, typed) else { return Err(not_an_image("the ONNX graph has no typed image input".into())) };
+    let dims: Vec<i64> = typed
+        .shape
+        .iter()
+        .flat_map(|s| &s.dim)
+        .map(|d| match &d.value {
+            Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => *v,
+            _ => -1,
+        })
+        .collect();
+    let dtype = if typed.elem_type == pb::tensor_proto::DataType::Float16 as i32 { TensorType::F16 } else { TensorType::F32 };
+    let spec = |layout, h: i64, w: i64| InputSpec { name: input.name.clone(), width: w as usize, height: h as usize, layout, dtype };
+    match dims.as_slice() {
+        [_, 3, h, w] if *h > 0 && *w > 0 => Ok(spec(Layout::Nchw, *h, *w)),
+        [_, h, w, 3] if *h > 0 && *w > 0 => Ok(spec(Layout::Nhwc, *h, *w)),
+        _ => Err(not_an_image(format!("input {} has shape {dims:?}, not a 3-channel image batch", input.name))),
+    }
+}
+
+/// What the protobuf and [`prepare`] say about the graph (the activation and split are filled in
+/// by whoever splits off the head).
+pub fn graph_facts(proto: &ModelProto, ofacts: OnnxFacts) -> GraphFacts {
+    let nodes = proto.graph.iter().flat_map(|g| &g.node);
+    let quantized = nodes.clone().any(|n| n.op_type == "DequantizeLinear" || n.op_type.starts_with("QLinear"));
+    let precision = if quantized {
+        Precision::Int8
+    } else if proto.graph.as_ref().is_some_and(is_float16) {
+        Precision::Fp16
+    } else {
+        Precision::Fp32
+    };
+    let mut notes = vec![];
+    if ofacts.had_image_scaler {
+        notes.push("rewrote ImageScaler as Mul + Add".to_owned());
+    }
+    if ofacts.rewrote_fp16_gemm > 0 {
+        notes.push(format!("rewrote {} fp16 Gemm as MatMul + Add", ofacts.rewrote_fp16_gemm));
+    }
+    if ofacts.legacy_tail {
+        notes.push("dropped the ai.onnx.ml ZipMap/ArgMax tail".to_owned());
+    }
+    GraphFacts {
+        generation: if ofacts.legacy_tail || ofacts.had_image_scaler { Generation::OnnxLegacy } else { Generation::OnnxCurrent },
+        metadata_props: ofacts.metadata_props,
+        embedded_labels: ofacts.zipmap_labels,
+        has_mean_layer: true,
+        op_count: nodes.count(),
+        output_name: ofacts.output_name,
+        activation: crate::head::Activation::Identity,
+        split_at: None,
+        notes,
+        precision,
+    }
+}
+
+/// Replaces the activations' QuantizeLinear -> DequantizeLinear pairs of a QDQ graph with the
+/// clamp to the 8-bit range they imply (`Clip((qmin - z) * s, (qmax - z) * s)`), leaving the
+/// weights' DequantizeLinear, which tract folds into float constants. Returns how many pairs.
+///
+/// Why: tract 0.23 fuses none of the QDQ patterns, so it computes every quantized tensor in float
+/// *and* round-trips it through scalar QuantizeLinear, 1.8x slower than the float graph (see
+/// docs/benchmarks.md). The clamp must stay: `cvedge quantize` folds ReLU/ReLU6 into the ranges,
+/// so the saturation *is* the activation. What is left out is only the rounding to 256 levels;
+/// the output then differs from onnxruntime's integer kernels by that rounding, well within
+/// `auto`'s int8 tolerance. Pairs whose scale or zero point is not a constant scalar, and graph
+/// outputs, are left as they are; so is everything below opset 11 (no Clip with tensor bounds).
+pub fn strip_activation_quantization(graph: &mut pb::GraphProto, opset: i64) -> usize {
+    use std::collections::HashMap;
+    if opset < 11 {
+        return 0;
+    }
+    let scalar = |name: Option<&String>| -> Option<(f32, i32)> {
+        let Some(name) = name else { return Some((0.0, pb::tensor_proto::DataType::Uint8 as i32)) };
+        let t = graph.initializer.iter().find(|t| &t.name == name && t.dims.iter().product::<i64>() == 1)?;
+        use pb::tensor_proto::DataType;
+        let value = match DataType::try_from(t.data_type).ok()? {
+            DataType::Float => t.float_data.first().copied().or_else(|| Some(f32::from_le_bytes(t.raw_data.get(..4)?.try_into().ok()?)))?,
+            DataType::Uint8 => t.int32_data.first().map(|v| *v as f32).or_else(|| t.raw_data.first().map(|b| *b as f32))?,
+            DataType::Int8 => t.int32_data.first().map(|v| *v as f32).or_else(|| t.raw_data.first().map(|b| *b as i8 as f32))?,
+            _ => return None,
+        };
+        Some((value, t.data_type))
+    };
+    // QuantizeLinear output -> (its float input, the clamp bounds).
+    let mut quantized: HashMap<String, (String, f32, f32)> = HashMap::new();
+    for node in graph.node.iter().filter(|n| n.op_type == "QuantizeLinear" && n.input.len() >= 2 && n.output.len() == 1) {
+        let (Some((scale, _)), Some((zero, kind))) = (scalar(node.input.get(1)), scalar(node.input.get(2))) else { continue };
+        let (qmin, qmax) = if kind == pb::tensor_proto::DataType::Int8 as i32 { (-128.0, 127.0) } else { (0.0, 255.0) };
+        quantized.insert(node.output[0].clone(), (node.input[0].clone(), (qmin - zero) * scale, (qmax - zero) * scale));
+    }
+    let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let mut initializers = vec![];
+    let mut stripped = 0;
+    for node in graph.node.iter_mut() {
+        let pair = node.op_type == "DequantizeLinear" && node.output.len() == 1 && !outputs.contains(node.output[0].as_str());
+        let Some((float, lo, hi)) = pair.then(|| node.input.first().and_then(|q| quantized.get(q))).flatten().cloned() else { continue };
+        let (lo_name, hi_name) = (format!("{}__cvedge_clip_lo", node.output[0]), format!("{}__cvedge_clip_hi", node.output[0]));
+        initializers.push(float_tensor(&lo_name, vec![], vec![lo]));
+        initializers.push(float_tensor(&hi_name, vec![], vec![hi]));
+        *node = NodeProto {
+            op_type: "Clip".into(),
+            name: format!("{}__cvedge_clip", node.output[0]),
+            input: vec![float, lo_name, hi_name],
+            output: node.output.clone(),
+            ..Default::default()
+        };
+        stripped += 1;
+    }
+    graph.initializer.extend(initializers);
+    if stripped > 0 {
+        prune_unused(graph);
+    }
+    stripped
+}
+
+/// The graph's final activation, walking back from the output through ops that only reshape or
+/// retype (what tract's split finds, for engines that run a graph without splitting it).
+pub fn final_activation(proto: &ModelProto) -> crate::head::Activation {
+    use crate::head::Activation;
+    let Some(graph) = proto.graph.as_ref() else { return Activation::Identity };
+    let mut tensor = graph.output.first().map(|o| o.name.as_str());
+    while let Some(name) = tensor {
+        let Some(node) = graph.node.iter().find(|n| n.output.iter().any(|o| o == name)) else { break };
+        match node.op_type.as_str() {
+            "Softmax" => return Activation::Softmax,
+            "Sigmoid" => return Activation::Sigmoid,
+            "Reshape" | "Flatten" | "Identity" | "Cast" | "Squeeze" | "Unsqueeze" | "Dropout" => tensor = node.input.first().map(String::as_str),
+            _ => break,
+        }
+    }
+    Activation::Identity
 }
 
 fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {

@@ -8,7 +8,7 @@
 //! `/usr/local/lib/cvedge/`, `/usr/lib/cvedge/`, `~/.local/lib/cvedge/` (where
 //! `scripts/install_onnxruntime.sh` puts it), then the system's library path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
@@ -17,11 +17,12 @@ use ort::session::Session;
 use ort::value::{Tensor, TensorRef};
 use prost::Message;
 
-use super::tract::Analysed;
-use super::{onnx, EngineOptions, InputSpec, TensorType};
+use tract_onnx::pb::ModelProto;
+
+use super::{onnx, tract, EngineOptions, GraphFacts, InputSpec, TensorType};
 use crate::error::{Error, Result};
+use crate::head::{Head, PassThrough};
 use crate::package::{ExportPackage, ModelFormat};
-use crate::preprocess::Layout;
 
 const ENGINE: &str = "onnxruntime";
 const LIBRARY: &str = "libonnxruntime.so.1";
@@ -52,13 +53,20 @@ fn environment() -> Result<&'static Environment> {
             Some(path) => path.clone(),
             None => candidates().into_iter().find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(LIBRARY)),
         };
-        let builder = ort::init_from(&path).map_err(|e| match &explicit {
-            Some(_) => format!("CVEDGE_ONNXRUNTIME names {}, which cannot be loaded ({e})", path.display()),
-            None => format!("{LIBRARY} (onnxruntime 1.30 or newer) was not found or cannot be loaded ({e})"),
-        })?;
-        builder.with_name("cvedge").with_telemetry(false).build().map_err(|e| format!("onnxruntime failed to start ({e})"))
+        super::onnxruntime_probe::check(&path)?;
+        start(&path, explicit.is_some())
     });
     loaded.as_ref().map_err(|problem| Error::engine(ENGINE, problem.clone(), INSTALL))
+}
+
+/// Loads the library at `path` and starts onnxruntime; the error is the problem in one sentence.
+/// `explicit`: the user named the path (`CVEDGE_ONNXRUNTIME`).
+pub(super) fn start(path: &Path, explicit: bool) -> std::result::Result<Environment, String> {
+    let builder = ort::init_from(path).map_err(|e| match explicit {
+        true => format!("CVEDGE_ONNXRUNTIME names {}, which cannot be loaded ({e})", path.display()),
+        false => format!("{LIBRARY} (onnxruntime 1.30 or newer) was not found or cannot be loaded ({e})"),
+    })?;
+    builder.with_name("cvedge").with_telemetry(false).build().map_err(|e| format!("onnxruntime failed to start ({e})"))
 }
 
 /// Whether the library can be loaded here (for `auto` and `cvedge bench`).
@@ -76,22 +84,56 @@ fn ort_error(e: impl std::fmt::Display) -> Error {
     Error::engine(ENGINE, format!("onnxruntime refused the model ({e})"), "use --engine tract, and report the model so it can be fixed")
 }
 
+fn require_onnx(package: &ExportPackage) -> Result<()> {
+    if package.format == ModelFormat::Onnx {
+        return Ok(());
+    }
+    Err(Error::engine(
+        ENGINE,
+        format!("it runs ONNX exports only, and {} is {}", package.model_path.display(), package.format),
+        "use --engine tract (or auto), or export the project from Custom Vision as ONNX",
+    ))
+}
+
+/// Loads an ONNX export with onnxruntime alone: facts and input from the protobuf, the backbone
+/// cut out of it, the head read by tract from the few nodes after the cut. When that tail is not
+/// a linear layer (or `options.split` is off) onnxruntime runs the whole graph and the head
+/// passes its output through, as tract does.
+pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<(OrtEngine, Box<dyn Head>, GraphFacts)> {
+    require_onnx(package)?;
+    let environment = environment()?;
+    let path = package.model_path.as_path();
+    let (mut proto, ofacts) = onnx::prepare(path, &package.model_bytes)?;
+    let opset = ofacts.opset;
+    let mut facts = onnx::graph_facts(&proto, ofacts);
+    let input = onnx::input_spec(path, &proto)?;
+    let activation = onnx::final_activation(&proto);
+    let tail = if options.split { crate::export::cut_tail(path, &proto).ok() } else { None };
+    if tail.is_some() {
+        crate::export::cut_backbone(path, &mut proto, &package.model_bytes, opset)?;
+    }
+    let engine = OrtEngine::new(environment, proto, input, options)?;
+    let (shape, _) = engine.run_shaped(&vec![0f32; engine.input.width * engine.input.height * 3])?;
+    if let Some((features, tail)) = tail {
+        // Batch 1: the probe ran one image.
+        let per_image: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
+        if let Ok(Some(head)) = tract::tail_head(path, &tail, &per_image, engine.input.dtype, &mut facts) {
+            facts.split_at = Some(features);
+            return Ok((engine, head, facts));
+        }
+        drop(engine);
+        return analyse(package, &EngineOptions { split: false, ..options.clone() });
+    }
+    facts.activation = activation;
+    let head = Box::new(PassThrough { tags: engine.output_width, activation });
+    Ok((engine, head, facts))
+}
+
 impl OrtEngine {
-    /// The backbone tract found in `analysed`, cut out of `package`'s ONNX graph.
-    pub fn load(package: &ExportPackage, analysed: &Analysed, options: &EngineOptions) -> Result<OrtEngine> {
-        if package.format != ModelFormat::Onnx {
-            return Err(Error::engine(
-                ENGINE,
-                format!("it runs ONNX exports only, and {} is {}", package.model_path.display(), package.format),
-                "use --engine tract (or auto), or export the project from Custom Vision as ONNX",
-            ));
-        }
-        let environment = environment()?;
-        let (mut proto, facts) = onnx::prepare(&package.model_path, &package.model_bytes)?;
-        if analysed.facts.split_at.is_some() {
-            crate::export::cut_backbone(&package.model_path, &mut proto, &package.model_bytes, facts.opset)?;
-        }
+    /// A session on `proto` (consumed: its bytes are dropped as soon as the session has them).
+    fn new(environment: &Environment, proto: ModelProto, input: InputSpec, options: &EngineOptions) -> Result<OrtEngine> {
         let bytes = proto.encode_to_vec();
+        drop(proto);
         let threads = options.resolved_threads();
         let mut builder = Session::builder(environment)
             .map_err(ort_error)?
@@ -100,18 +142,58 @@ impl OrtEngine {
             .and_then(|b| b.with_inter_threads(1))
             .map_err(ort_error)?;
         let session = builder.commit_from_memory(&bytes).map_err(ort_error)?;
-        let engine = OrtEngine { session: Mutex::new(session), input: analysed.input.clone(), output_width: analysed.output_width };
-        // One run proves the cut gives what the head reads (and warms the session up).
-        let probe = vec![0f32; engine.input.width * engine.input.height * 3];
-        let out = super::Engine::run_one(&engine, &probe)?;
-        if out.len() != engine.output_width {
+        let mut engine = OrtEngine { session: Mutex::new(session), input, output_width: 0 };
+        // One run learns the output's width (and warms the session up).
+        let (_, out) = engine.run_shaped(&vec![0f32; engine.input.width * engine.input.height * 3])?;
+        engine.output_width = out.len();
+        Ok(engine)
+    }
+
+    /// The backbone tract found (`split`: cut at the final layer's input, as tract cut it), from
+    /// `package`'s ONNX graph; `auto` compares it with tract's.
+    pub fn load(package: &ExportPackage, input: &InputSpec, output_width: usize, split: bool, options: &EngineOptions) -> Result<OrtEngine> {
+        require_onnx(package)?;
+        let environment = environment()?;
+        let (mut proto, facts) = onnx::prepare(&package.model_path, &package.model_bytes)?;
+        if split {
+            crate::export::cut_backbone(&package.model_path, &mut proto, &package.model_bytes, facts.opset)?;
+        }
+        let engine = OrtEngine::new(environment, proto, input.clone(), options)?;
+        if engine.output_width != output_width {
             return Err(Error::engine(
                 ENGINE,
-                format!("the backbone it runs gives {} values where tract's gives {}", out.len(), engine.output_width),
+                format!("the backbone it runs gives {} values where tract's gives {output_width}", engine.output_width),
                 "use --engine tract, and report the model so it can be fixed",
             ));
         }
         Ok(engine)
+    }
+
+    /// Runs one image; returns the output's shape and values.
+    fn run_shaped(&self, image: &[f32]) -> Result<(Vec<i64>, Vec<f32>)> {
+        let shape = self.input.shape(1).map(|d| d as i64).to_vec();
+        let inference = |e: ort::Error| Error::Inference(format!("onnxruntime: {e}"));
+        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outputs = match self.input.dtype {
+            TensorType::F32 => {
+                // A view of the caller's buffer: no copy of the image per frame.
+                let tensor = TensorRef::from_array_view((shape, image)).map_err(inference)?;
+                session.run(ort::inputs![self.input.name.as_str() => tensor]).map_err(inference)?
+            }
+            TensorType::F16 => {
+                let half: Vec<half::f16> = image.iter().map(|v| half::f16::from_f32(*v)).collect();
+                let tensor = Tensor::from_array((shape, half)).map_err(inference)?;
+                session.run(ort::inputs![self.input.name.as_str() => tensor]).map_err(inference)?
+            }
+        };
+        let output = &outputs[0];
+        match output.try_extract_tensor::<f32>() {
+            Ok((shape, values)) => Ok((shape.to_vec(), values.to_vec())),
+            Err(_) => {
+                let (shape, values) = output.try_extract_tensor::<half::f16>().map_err(inference)?;
+                Ok((shape.to_vec(), values.iter().map(|v| v.to_f32()).collect()))
+            }
+        }
     }
 }
 
@@ -129,31 +211,6 @@ impl super::Engine for OrtEngine {
     }
 
     fn run_one(&self, image: &[f32]) -> Result<Vec<f32>> {
-        let shape: Vec<i64> = match self.input.layout {
-            Layout::Nchw => vec![1, 3, self.input.height as i64, self.input.width as i64],
-            Layout::Nhwc => vec![1, self.input.height as i64, self.input.width as i64, 3],
-        };
-        let inference = |e: ort::Error| Error::Inference(format!("onnxruntime: {e}"));
-        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = match self.input.dtype {
-            TensorType::F32 => {
-                // A view of the caller's buffer: no copy of the image per frame.
-                let tensor = TensorRef::from_array_view((shape, image)).map_err(inference)?;
-                session.run(ort::inputs![self.input.name.as_str() => tensor]).map_err(inference)?
-            }
-            TensorType::F16 => {
-                let half: Vec<half::f16> = image.iter().map(|v| half::f16::from_f32(*v)).collect();
-                let tensor = Tensor::from_array((shape, half)).map_err(inference)?;
-                session.run(ort::inputs![self.input.name.as_str() => tensor]).map_err(inference)?
-            }
-        };
-        let output = &outputs[0];
-        match output.try_extract_tensor::<f32>() {
-            Ok((_, values)) => Ok(values.to_vec()),
-            Err(_) => {
-                let (_, values) = output.try_extract_tensor::<half::f16>().map_err(inference)?;
-                Ok(values.iter().map(|v| v.to_f32()).collect())
-            }
-        }
+        self.run_shaped(image).map(|(_, values)| values)
     }
 }

@@ -11,7 +11,7 @@ use tract_core::ops::konst::Const;
 use tract_core::ops::source::TypedSource;
 
 use super::split::{find_activation, per_image_width, split_head};
-use super::{onnx, tflite_normalize, Engine, EngineOptions, Generation, GraphFacts, InputSpec, LoadedModel, Precision, TensorType};
+use super::{onnx, tflite_normalize, Analysed, Backbone, EngineOptions, Generation, GraphFacts, InputSpec, Precision, TensorType};
 use crate::error::{Error, Result};
 use crate::head::PassThrough;
 use crate::package::{ExportPackage, ModelFormat};
@@ -52,66 +52,26 @@ fn first_line(text: &str) -> String {
     line.chars().take(300).collect()
 }
 
-/// The ONNX input's dims and element type, read from the protobuf (batch may be symbolic).
-fn onnx_input(proto: &tract_onnx::pb::ModelProto) -> Option<(String, Vec<i64>, i32)> {
-    use tract_onnx::pb::type_proto::Value;
-    let graph = proto.graph.as_ref()?;
-    let initialized: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let input = graph.input.iter().find(|i| !initialized.contains(i.name.as_str()))?;
-    let Some(Value::TensorType(t)) = input.r#type.as_ref()?.value.as_ref() else { return None };
-    let dims = t.shape.as_ref()?.dim.iter().map(|d| match &d.value {
-        Some(tract_onnx::pb::tensor_shape_proto::dimension::Value::DimValue(v)) => *v,
-        _ => -1,
-    });
-    Some((input.name.clone(), dims.collect(), t.elem_type))
-}
-
-fn load_onnx(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
-    let (proto, ofacts) = onnx::prepare(path, bytes)?;
-    let (name, dims, elem) = onnx_input(&proto).ok_or_else(|| {
-        Error::model(path, "the ONNX graph has no typed image input", "this is not a Custom Vision image classifier export")
-    })?;
-    let dt = if elem == tract_onnx::pb::tensor_proto::DataType::Float16 as i32 { f16::datum_type() } else { f32::datum_type() };
-    if dims.len() != 4 || dims[1..].iter().any(|d| *d <= 0) {
-        return Err(Error::model(path, format!("input {name} has shape {dims:?}, not an image batch"), "this is not a Custom Vision image classifier export"));
-    }
-    let shape: Vec<usize> = std::iter::once(1).chain(dims[1..].iter().map(|d| *d as usize)).collect();
-    let op_count = proto.graph.as_ref().map(|g| g.node.len()).unwrap_or(0);
-    let quantized = proto.graph.iter().flat_map(|g| &g.node).any(|n| n.op_type == "DequantizeLinear" || n.op_type.starts_with("QLinear"));
-    let precision = if quantized {
-        Precision::Int8
-    } else if dt == f16::datum_type() {
-        Precision::Fp16
-    } else {
-        Precision::Fp32
+fn load_onnx(path: &Path, bytes: &[u8], int8_activations: bool) -> Result<(TypedModel, GraphFacts)> {
+    let (mut proto, ofacts) = onnx::prepare(path, bytes)?;
+    let opset = ofacts.opset;
+    let input = onnx::input_spec(path, &proto)?;
+    let dt = match input.dtype {
+        TensorType::F16 => f16::datum_type(),
+        TensorType::F32 => f32::datum_type(),
     };
+    let mut facts = onnx::graph_facts(&proto, ofacts);
+    if facts.precision == Precision::Int8 && !int8_activations {
+        let pairs = proto.graph.as_mut().map(|g| onnx::strip_activation_quantization(g, opset)).unwrap_or(0);
+        if pairs > 0 {
+            facts.notes.push(format!("runs the int8 weights in float, activations clamped to their 8-bit ranges but not rounded ({pairs} quantize/dequantize pairs: tract has no fast int8 path for them)"));
+        }
+    }
     let model = tract_onnx::onnx()
         .model_for_proto_model(&proto)
-        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(dt, &shape)))
+        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(dt, input.shape(1))))
         .and_then(|m| m.into_typed())
         .map_err(|e| engine_error(path, e))?;
-    let mut notes = vec![];
-    if ofacts.had_image_scaler {
-        notes.push("rewrote ImageScaler as Mul + Add".to_owned());
-    }
-    if ofacts.rewrote_fp16_gemm > 0 {
-        notes.push(format!("rewrote {} fp16 Gemm as MatMul + Add", ofacts.rewrote_fp16_gemm));
-    }
-    if ofacts.legacy_tail {
-        notes.push("dropped the ai.onnx.ml ZipMap/ArgMax tail".to_owned());
-    }
-    let facts = GraphFacts {
-        generation: if ofacts.legacy_tail || ofacts.had_image_scaler { Generation::OnnxLegacy } else { Generation::OnnxCurrent },
-        metadata_props: ofacts.metadata_props,
-        embedded_labels: ofacts.zipmap_labels,
-        has_mean_layer: true,
-        op_count,
-        output_name: ofacts.output_name,
-        activation: crate::head::Activation::Identity,
-        split_at: None,
-        notes,
-        precision,
-    };
     Ok((model, facts))
 }
 
@@ -204,34 +164,33 @@ fn input_spec(path: &Path, model: &TypedModel) -> Result<InputSpec> {
     }
 }
 
-/// What tract learnt from the export: the backbone graph (decluttered, not yet optimised), the
-/// head split off it, and the graph's facts. Every engine starts from here; tract then optimises
-/// the backbone, onnxruntime cuts the same backbone out of the protobuf.
-pub struct Analysed {
-    pub backbone: TypedModel,
-    pub head: Box<dyn crate::head::Head>,
-    pub facts: GraphFacts,
-    pub input: InputSpec,
-    pub output_width: usize,
-}
-
-impl Analysed {
-    pub fn with_engine(self, engine: Box<dyn Engine>) -> LoadedModel {
-        LoadedModel { engine, head: self.head, facts: self.facts }
-    }
-}
+/// tract's backbone graph, decluttered but not yet optimised (opaque outside this module).
+pub struct Graph(TypedModel);
 
 /// Reads the export's graph into tract and splits it into backbone + head.
 pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analysed> {
     let path = package.model_path.as_path();
     let (model, mut facts) = match package.format {
-        ModelFormat::Onnx => load_onnx(path, &package.model_bytes)?,
+        ModelFormat::Onnx => load_onnx(path, &package.model_bytes, options.int8_activations)?,
         ModelFormat::TfFrozenGraph => load_tf(path, &package.model_bytes)?,
         ModelFormat::TfLite => load_tflite(path, &package.model_bytes)?,
     };
     let input = input_spec(path, &model)?;
-    let mut model = model;
-    if input.dtype == TensorType::F16 {
+    let split = split(path, model, input.dtype, &mut facts, options.split)?;
+    Ok(Analysed { backbone: Backbone::Tract(Graph(split.backbone)), head: split.head, facts, input, output_width: split.output_width })
+}
+
+/// A typed graph cut in two.
+struct Split {
+    backbone: TypedModel,
+    head: Box<dyn crate::head::Head>,
+    output_width: usize,
+}
+
+/// Splits `model` at the input of its final fully connected layer (when `split` and the graph
+/// ends in one), recording the activation and the cut in `facts`.
+fn split(path: &Path, mut model: TypedModel, dtype: TensorType, facts: &mut GraphFacts, split: bool) -> Result<Split> {
+    if dtype == TensorType::F16 {
         // No Pi (nor x86) core before ARMv8.2 computes in fp16: emulated fp16 is slower and
         // rounds at every op. Run fp16 exports in f32 (weights widened exactly) and feed the
         // image as f16-rounded values, which are exact for 0..255 pixels. Done before the split,
@@ -246,8 +205,8 @@ pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analy
     facts.activation = activation;
     let output = model.output_outlets().map_err(|e| engine_error(path, e))?[0];
     let tags = per_image_width(model.outlet_fact(output).map_err(|e| engine_error(path, e))?);
-    let split = if options.split { split_head(&model, activation, logits).map_err(|e| engine_error(path, e))? } else { None };
-    let head: Box<dyn crate::head::Head> = match split {
+    let found = if split { split_head(&model, activation, logits).map_err(|e| engine_error(path, e))? } else { None };
+    let head: Box<dyn crate::head::Head> = match found {
         Some((features, head)) => {
             facts.split_at = Some(model.outlet_label(features).map(str::to_owned).unwrap_or_else(|| model.node(features.node).name.clone()));
             model.select_output_outlets(&[features]).map_err(|e| engine_error(path, e))?;
@@ -262,25 +221,43 @@ pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analy
             .map_err(|e| engine_error(path, e))?;
     }
     let output_width = per_image_width(model.outlet_fact(model.output_outlets().map_err(|e| engine_error(path, e))?[0]).map_err(|e| engine_error(path, e))?);
-    Ok(Analysed { backbone: model, head, facts, input, output_width })
+    Ok(Split { backbone: model, head, output_width })
 }
 
-/// The tract engine on what [`analyse`] found.
-pub fn finish(package: &ExportPackage, mut analysed: Analysed, options: &EngineOptions) -> Result<LoadedModel> {
-    let backbone = std::mem::take(&mut analysed.backbone);
-    let engine = TractEngine::new(&package.model_path, backbone, analysed.input.clone(), analysed.output_width, options.resolved_threads())?;
-    Ok(analysed.with_engine(Box::new(engine)))
+/// The head of an ONNX graph's tail (the nodes after the cut, `features` in and the graph's
+/// output out; see `export::cut_tail`), for engines that run the backbone without tract. tract
+/// reads only these few nodes, so the backbone is never held twice. `features` is the shape of
+/// one image's features. Returns `None` when the tail is not a linear layer.
+pub fn tail_head(path: &Path, tail: &tract_onnx::pb::ModelProto, features: &[usize], dtype: TensorType, facts: &mut GraphFacts) -> Result<Option<Box<dyn crate::head::Head>>> {
+    let dt = match dtype {
+        TensorType::F16 => f16::datum_type(),
+        TensorType::F32 => f32::datum_type(),
+    };
+    let model = tract_onnx::onnx()
+        .model_for_proto_model(tail)
+        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(dt, features)))
+        .and_then(|m| m.into_typed())
+        .map_err(|e| engine_error(path, e))?;
+    let mut tail_facts = facts.clone();
+    let split = split(path, model, dtype, &mut tail_facts, true)?;
+    if tail_facts.split_at.is_none() {
+        return Ok(None);
+    }
+    facts.activation = tail_facts.activation;
+    facts.notes = tail_facts.notes;
+    Ok(Some(split.head))
 }
 
 impl TractEngine {
     /// Optimises `backbone` and plans it for `threads` threads (tract parallelises matrix
     /// products only, so more threads help convolution-heavy graphs little).
-    pub fn new(path: &Path, backbone: TypedModel, input: InputSpec, output_width: usize, threads: usize) -> Result<TractEngine> {
+    pub fn new(path: &Path, backbone: Graph, input: InputSpec, output_width: usize, threads: usize) -> Result<TractEngine> {
         let mut run_options = RunOptions::default();
         if threads > 1 {
             run_options.executor = Some(tract_linalg::multithread::Executor::multithread_with_name(threads, "cvedge-tract"));
         }
         let plan = backbone
+            .0
             .into_optimized()
             .and_then(|m| m.into_runnable_with_options(&run_options))
             .map_err(|e| engine_error(path, e))?;

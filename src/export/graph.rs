@@ -205,6 +205,24 @@ fn restore_image_scalers(graph: &mut GraphProto, base_model: &[u8]) {
     }
 }
 
+/// The image input: the graph input no initializer feeds, with its element type and dims.
+fn image_input(path: &Path, graph: &GraphProto) -> Result<(ValueInfoProto, i32, Vec<Dimension>)> {
+    let initialized: HashSet<&String> = graph.initializer.iter().map(|t| &t.name).collect();
+    let input = graph.input.iter().find(|i| !initialized.contains(&i.name)).cloned().ok_or_else(|| {
+        Error::model(path, "the ONNX graph has no image input", "this is not a Custom Vision image classifier export")
+    })?;
+    let (elem_type, dims) = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => (t.elem_type, t.shape.as_ref().map(|s| s.dim.clone()).unwrap_or_default()),
+        None => (DataType::Float as i32, vec![]),
+    };
+    Ok((input, elem_type, dims))
+}
+
+/// A tensor type whose shape is left to the runtime.
+fn shapeless(elem_type: i32) -> Option<TypeProto> {
+    Some(TypeProto { value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type, shape: None })), ..Default::default() })
+}
+
 /// Cuts the graph at the features, in place: the backbone alone, with the features tensor as its
 /// only output (typed like the image input, the shape left to the runtime). Returns its name.
 /// This is the backbone every engine other than tract runs, and what `cvedge quantize` quantizes.
@@ -215,19 +233,40 @@ pub fn cut_backbone(path: &Path, model: &mut ModelProto, base_model: &[u8], opse
         restore_image_scalers(graph, base_model);
     }
     let (features, _) = find_features(path, graph)?;
-    let initialized: HashSet<&String> = graph.initializer.iter().map(|t| &t.name).collect();
-    let input = graph.input.iter().find(|i| !initialized.contains(&i.name)).cloned().ok_or_else(|| {
-        Error::model(path, "the ONNX graph has no image input", "this is not a Custom Vision image classifier export")
-    })?;
-    let elem_type = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(type_proto::Value::TensorType(t)) => t.elem_type,
-        None => DataType::Float as i32,
-    };
+    let (input, elem_type, _) = image_input(path, graph)?;
     prune(graph, &[&features], &input.name);
-    let r#type = Some(TypeProto { value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type, shape: None })), ..Default::default() });
-    graph.output = vec![ValueInfoProto { name: features.clone(), r#type, ..Default::default() }];
+    graph.output = vec![ValueInfoProto { name: features.clone(), r#type: shapeless(elem_type), ..Default::default() }];
     graph.value_info.retain(|v| v.name != features);
     Ok(features)
+}
+
+/// The nodes after the cut as a model of their own: the features tensor in (typed like the
+/// image input, shape left open), the graph's output out. `model` is the cleaned proto from
+/// `engine::onnx::prepare`; only the tail's nodes and weights are copied. Returns the features'
+/// name and the tail.
+pub fn cut_tail(path: &Path, model: &ModelProto) -> Result<(String, ModelProto)> {
+    let graph = model.graph.as_ref().ok_or_else(|| not_found(path, "the file has no graph".into()))?;
+    let (features, _) = find_features(path, graph)?;
+    let (_, elem_type, _) = image_input(path, graph)?;
+    let mut needed: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let mut nodes = vec![];
+    for node in graph.node.iter().rev() {
+        if node.output.iter().any(|o| needed.contains(o.as_str())) {
+            nodes.push(node.clone());
+            needed.extend(node.input.iter().map(String::as_str).filter(|i| !i.is_empty() && *i != features));
+        }
+    }
+    nodes.reverse();
+    let tail = GraphProto {
+        name: "cvedge_tail".into(),
+        node: nodes,
+        initializer: graph.initializer.iter().filter(|t| needed.contains(t.name.as_str())).cloned().collect(),
+        input: vec![ValueInfoProto { name: features.clone(), r#type: shapeless(elem_type), ..Default::default() }],
+        output: graph.output.clone(),
+        ..Default::default()
+    };
+    let tail = ModelProto { ir_version: model.ir_version, opset_import: model.opset_import.clone(), graph: Some(tail), ..Default::default() };
+    Ok((features, tail))
 }
 
 /// Replaces everything after the features with `head`, in place. `model` is the cleaned proto
@@ -246,14 +285,7 @@ pub fn replace_head(path: &Path, model: &mut ModelProto, base_model: &[u8], head
             "export the head together with the base export it was trained on",
         ));
     }
-    let initialized: HashSet<&String> = graph.initializer.iter().map(|t| &t.name).collect();
-    let input = graph.input.iter().find(|i| !initialized.contains(&i.name)).cloned().ok_or_else(|| {
-        Error::model(path, "the ONNX graph has no image input", "this is not a Custom Vision image classifier export")
-    })?;
-    let (elem_type, dims) = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(type_proto::Value::TensorType(t)) => (t.elem_type, t.shape.as_ref().map(|s| s.dim.clone()).unwrap_or_default()),
-        None => (DataType::Float as i32, vec![]),
-    };
+    let (input, elem_type, dims) = image_input(path, graph)?;
     let float16 = elem_type == DataType::Float16 as i32;
     let size = |i: usize| match dims.get(i).and_then(|d| d.value.as_ref()) {
         Some(dimension::Value::DimValue(v)) => usize::try_from(*v).unwrap_or(0),

@@ -49,7 +49,7 @@ use crate::fsutil::write_atomic;
 use crate::head::{Activation, LinearHead};
 use crate::package::{detect, ModelFormat};
 
-pub use graph::{cut_backbone, Cut, INPUT, OUTPUT};
+pub use graph::{cut_backbone, cut_tail, Cut, INPUT, OUTPUT};
 
 pub const MODEL_FILE: &str = "model.onnx";
 pub const LABEL_FILE: &str = "labels.txt";
