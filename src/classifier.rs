@@ -72,7 +72,7 @@ impl Classifier {
     /// Loads an export as it is, with the head it was exported with.
     pub fn load_export(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Classifier> {
         let mut package = ExportPackage::load(path)?;
-        let analysed = engine::analyse(&package, &options.engine)?;
+        let analysed = engine::analyse(&mut package, &options.engine)?;
         let labels = package.labels.clone().or_else(|| analysed.facts.embedded_labels.clone()).ok_or_else(|| {
             Error::package(
                 &package.origin,

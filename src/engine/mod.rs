@@ -232,7 +232,7 @@ enum Backbone {
 /// Reads the export: with onnxruntime alone when that is the engine asked for (tract then never
 /// holds the backbone, which halves peak memory), else with tract, whose graph every other
 /// engine is checked against (see the module doc).
-pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analysed> {
+pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<Analysed> {
     match options.choice {
         EngineChoice::OnnxRuntime => onnxruntime_analyse(package, options),
         EngineChoice::Tract | EngineChoice::Auto => tract::analyse(package, options),
@@ -276,7 +276,7 @@ fn onnxruntime_engine(package: &ExportPackage, input: &InputSpec, output_width: 
 }
 
 #[cfg(feature = "onnxruntime")]
-fn onnxruntime_analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analysed> {
+fn onnxruntime_analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<Analysed> {
     let (engine, head, facts) = onnxruntime::analyse(package, options)?;
     Ok(Analysed { input: engine.input().clone(), output_width: engine.output_width(), backbone: Backbone::Built(Box::new(engine)), head, facts })
 }
@@ -296,7 +296,7 @@ fn onnxruntime_engine(_: &ExportPackage, _: &InputSpec, _: usize, _: bool, _: &E
 }
 
 #[cfg(not(feature = "onnxruntime"))]
-fn onnxruntime_analyse(_: &ExportPackage, _: &EngineOptions) -> Result<Analysed> {
+fn onnxruntime_analyse(_: &mut ExportPackage, _: &EngineOptions) -> Result<Analysed> {
     Err(not_built())
 }
 

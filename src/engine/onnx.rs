@@ -208,6 +208,72 @@ pub fn strip_activation_quantization(graph: &mut pb::GraphProto, opset: i64) -> 
     stripped
 }
 
+/// Replaces every DequantizeLinear of a constant (the int8 weights and int32 biases of a QDQ
+/// graph) with the float initializer it computes, per tensor or per `axis`. Returns how many.
+///
+/// tract would fold them itself, node by node while optimising, which more than doubled its load
+/// time on `cvedge quantize`'s output; done here it costs one pass over the weights.
+pub fn fold_constant_dequantize(graph: &mut pb::GraphProto) -> usize {
+    use pb::tensor_proto::DataType;
+    use std::collections::HashMap;
+    let by_name: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let values = |t: &TensorProto| -> Option<Vec<f32>> {
+        let raw = &t.raw_data;
+        Some(match DataType::try_from(t.data_type).ok()? {
+            DataType::Float if raw.is_empty() => t.float_data.clone(),
+            DataType::Float => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            DataType::Int8 if raw.is_empty() => t.int32_data.iter().map(|v| *v as f32).collect(),
+            DataType::Int8 => raw.iter().map(|b| *b as i8 as f32).collect(),
+            DataType::Uint8 if raw.is_empty() => t.int32_data.iter().map(|v| *v as f32).collect(),
+            DataType::Uint8 => raw.iter().map(|b| *b as f32).collect(),
+            DataType::Int32 if raw.is_empty() => t.int32_data.iter().map(|v| *v as f32).collect(),
+            DataType::Int32 => raw.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32).collect(),
+            _ => return None,
+        })
+    };
+    let mut folded: HashMap<usize, TensorProto> = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate().filter(|(_, n)| n.op_type == "DequantizeLinear" && n.output.len() == 1) {
+        let Some(input) = node.input.first().and_then(|x| by_name.get(x.as_str())) else { continue };
+        let Some(scale) = node.input.get(1).and_then(|x| by_name.get(x.as_str())).and_then(|t| values(t)) else { continue };
+        let zero = match node.input.get(2).filter(|z| !z.is_empty()) {
+            Some(z) => match by_name.get(z.as_str()).and_then(|t| values(t)) {
+                Some(zero) => zero,
+                None => continue,
+            },
+            None => vec![0.0],
+        };
+        let Some(x) = values(input) else { continue };
+        let dims = &input.dims;
+        let axis = attribute(node, "axis").map(|a| a.i).unwrap_or(1);
+        let axis = if axis < 0 { axis + dims.len() as i64 } else { axis } as usize;
+        // Elements per step along the axis, and the axis' length (1: one scale for the tensor).
+        let (inner, channels) = if scale.len() == 1 {
+            (x.len().max(1), 1)
+        } else if axis < dims.len() && dims[axis] as usize == scale.len() && zero.len() == scale.len() {
+            (dims[axis + 1..].iter().product::<i64>() as usize, scale.len())
+        } else {
+            continue;
+        };
+        let out: Vec<f32> = x.iter().enumerate().map(|(j, q)| {
+            let c = (j / inner) % channels;
+            (q - zero[c.min(zero.len() - 1)]) * scale[c]
+        }).collect();
+        folded.insert(i, float_tensor(&node.output[0], dims.clone(), out));
+    }
+    let count = folded.len();
+    if count == 0 {
+        return 0;
+    }
+    let mut index = 0;
+    graph.node.retain(|_| {
+        index += 1;
+        !folded.contains_key(&(index - 1))
+    });
+    graph.initializer.extend(folded.into_values());
+    prune_unused(graph);
+    count
+}
+
 /// The graph's final activation, walking back from the output through ops that only reshape or
 /// retype (what tract's split finds, for engines that run a graph without splitting it).
 pub fn final_activation(proto: &ModelProto) -> crate::head::Activation {

@@ -99,19 +99,23 @@ fn require_onnx(package: &ExportPackage) -> Result<()> {
 /// cut out of it, the head read by tract from the few nodes after the cut. When that tail is not
 /// a linear layer (or `options.split` is off) onnxruntime runs the whole graph and the head
 /// passes its output through, as tract does.
-pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<(OrtEngine, Box<dyn Head>, GraphFacts)> {
+pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<(OrtEngine, Box<dyn Head>, GraphFacts)> {
     require_onnx(package)?;
     let environment = environment()?;
     let path = package.model_path.as_path();
-    let (mut proto, ofacts) = onnx::prepare(path, &package.model_bytes)?;
+    // Nothing reads the bytes after this: freed before the session is made, they stay out of the
+    // peak memory (the fallback below reads the file again).
+    let bytes = std::mem::take(&mut package.model_bytes);
+    let (mut proto, ofacts) = onnx::prepare(path, &bytes)?;
     let opset = ofacts.opset;
     let mut facts = onnx::graph_facts(&proto, ofacts);
     let input = onnx::input_spec(path, &proto)?;
     let activation = onnx::final_activation(&proto);
     let tail = if options.split { crate::export::cut_tail(path, &proto).ok() } else { None };
     if tail.is_some() {
-        crate::export::cut_backbone(path, &mut proto, &package.model_bytes, opset)?;
+        crate::export::cut_backbone(path, &mut proto, &bytes, opset)?;
     }
+    drop(bytes);
     let engine = OrtEngine::new(environment, proto, input, options)?;
     let (shape, _) = engine.run_shaped(&vec![0f32; engine.input.width * engine.input.height * 3])?;
     if let Some((features, tail)) = tail {
@@ -122,7 +126,8 @@ pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<(OrtE
             return Ok((engine, head, facts));
         }
         drop(engine);
-        return analyse(package, &EngineOptions { split: false, ..options.clone() });
+        let mut package = ExportPackage::load(&package.origin)?;
+        return analyse(&mut package, &EngineOptions { split: false, ..options.clone() });
     }
     facts.activation = activation;
     let head = Box::new(PassThrough { tags: engine.output_width, activation });

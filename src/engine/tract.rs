@@ -1,6 +1,7 @@
 //! The tract engine: loads ONNX, TensorFlow frozen graphs and TFLite into one typed graph, splits
 //! off the head, optimises the backbone and runs it. tract's types never leave this module.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use tract_onnx::tract_hir::internal::*;
@@ -11,7 +12,7 @@ use tract_core::ops::konst::Const;
 use tract_core::ops::source::TypedSource;
 
 use super::split::{find_activation, per_image_width, split_head};
-use super::{onnx, tflite_normalize, Analysed, Backbone, EngineOptions, Generation, GraphFacts, InputSpec, Precision, TensorType};
+use super::{onnx, tflite_normalize, Analysed, Backbone, EngineChoice, EngineOptions, Generation, GraphFacts, InputSpec, Precision, TensorType};
 use crate::error::{Error, Result};
 use crate::head::PassThrough;
 use crate::package::{ExportPackage, ModelFormat};
@@ -52,8 +53,9 @@ fn first_line(text: &str) -> String {
     line.chars().take(300).collect()
 }
 
-fn load_onnx(path: &Path, bytes: &[u8], int8_activations: bool) -> Result<(TypedModel, GraphFacts)> {
-    let (mut proto, ofacts) = onnx::prepare(path, bytes)?;
+fn load_onnx(path: &Path, bytes: Cow<[u8]>, int8_activations: bool) -> Result<(TypedModel, GraphFacts)> {
+    let (mut proto, ofacts) = onnx::prepare(path, &bytes)?;
+    drop(bytes);
     let opset = ofacts.opset;
     let input = onnx::input_spec(path, &proto)?;
     let dt = match input.dtype {
@@ -63,6 +65,7 @@ fn load_onnx(path: &Path, bytes: &[u8], int8_activations: bool) -> Result<(Typed
     let mut facts = onnx::graph_facts(&proto, ofacts);
     if facts.precision == Precision::Int8 && !int8_activations {
         let pairs = proto.graph.as_mut().map(|g| onnx::strip_activation_quantization(g, opset)).unwrap_or(0);
+        proto.graph.as_mut().map(onnx::fold_constant_dequantize);
         if pairs > 0 {
             facts.notes.push(format!("runs the int8 weights in float, activations clamped to their 8-bit ranges but not rounded ({pairs} quantize/dequantize pairs: tract has no fast int8 path for them)"));
         }
@@ -75,9 +78,10 @@ fn load_onnx(path: &Path, bytes: &[u8], int8_activations: bool) -> Result<(Typed
     Ok((model, facts))
 }
 
-fn load_tf(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
+fn load_tf(path: &Path, bytes: Cow<[u8]>) -> Result<(TypedModel, GraphFacts)> {
     let tf = tract_tensorflow::tensorflow();
     let mut model = tf.model_for_read(&mut &*bytes).map_err(|e| engine_error(path, e))?;
+    drop(bytes);
     let names: Vec<String> = model.nodes().iter().map(|n| n.name.clone()).collect();
     let output = ["model_outputs", "loss"].into_iter().find(|n| names.iter().any(|m| m == n)).ok_or_else(|| {
         Error::model(path, "the graph has neither a `model_outputs` nor a `loss` node", "this is not a Custom Vision TensorFlow export")
@@ -120,10 +124,11 @@ fn load_tf(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
     Ok((typed, facts))
 }
 
-fn load_tflite(path: &Path, bytes: &[u8]) -> Result<(TypedModel, GraphFacts)> {
-    let (normalized, report) = tflite_normalize::normalize_tflite(bytes).map_err(|e| {
+fn load_tflite(path: &Path, bytes: Cow<[u8]>) -> Result<(TypedModel, GraphFacts)> {
+    let (normalized, report) = tflite_normalize::normalize_tflite(&bytes).map_err(|e| {
         Error::model(path, format!("the TensorFlow Lite file cannot be read ({e})"), "the file is corrupt or truncated: copy it from the export again")
     })?;
+    drop(bytes);
     let model = tract_tflite::tflite().model_for_read(&mut &*normalized).map_err(|e| engine_error(path, e))?;
     let op_count = model.nodes().iter().filter(|n| !n.op_is::<Const>() && !n.op_is::<TypedSource>()).count();
     // The 2019 export has no mean layer inside; the rule from Microsoft's Android sample is to
@@ -168,12 +173,18 @@ fn input_spec(path: &Path, model: &TypedModel) -> Result<InputSpec> {
 pub struct Graph(TypedModel);
 
 /// Reads the export's graph into tract and splits it into backbone + head.
-pub fn analyse(package: &ExportPackage, options: &EngineOptions) -> Result<Analysed> {
+pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<Analysed> {
     let path = package.model_path.as_path();
+    // `auto` hands the bytes to onnxruntime next; otherwise tract is their last reader, and
+    // freeing them once parsed keeps one copy of the weights out of the peak memory.
+    let bytes = match options.choice {
+        EngineChoice::Auto => Cow::Borrowed(package.model_bytes.as_slice()),
+        EngineChoice::Tract | EngineChoice::OnnxRuntime => Cow::Owned(std::mem::take(&mut package.model_bytes)),
+    };
     let (model, mut facts) = match package.format {
-        ModelFormat::Onnx => load_onnx(path, &package.model_bytes, options.int8_activations)?,
-        ModelFormat::TfFrozenGraph => load_tf(path, &package.model_bytes)?,
-        ModelFormat::TfLite => load_tflite(path, &package.model_bytes)?,
+        ModelFormat::Onnx => load_onnx(path, bytes, options.int8_activations)?,
+        ModelFormat::TfFrozenGraph => load_tf(path, bytes)?,
+        ModelFormat::TfLite => load_tflite(path, bytes)?,
     };
     let input = input_spec(path, &model)?;
     let split = split(path, model, input.dtype, &mut facts, options.split)?;
