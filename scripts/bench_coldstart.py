@@ -62,7 +62,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -82,35 +81,6 @@ LOG_FILTER = "warn,tract_onnx=error,cvedge=info"
 
 # --------------------------------------------------------------------------------------
 # broker and subscriber (as scripts/bench_loop.py sets them up)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_broker(tmp):
-    """A private mosquitto on a free loopback port; returns (process, port)."""
-    port = free_port()
-    conf = os.path.join(tmp, "mosquitto.conf")
-    with open(conf, "w") as f:
-        f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
-    log_path = os.path.join(tmp, "mosquitto.log")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise SystemExit("FATAL: mosquitto did not start:\n" + open(log_path).read()[-2000:])
 
 
 def start_subscriber(port, out_path):
@@ -372,7 +342,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     warm_logs = []
     with tempfile.TemporaryDirectory(prefix="cvedge-coldstart-") as tmp:
-        broker, port = start_broker(tmp)
+        broker, port, _ = benchdoc.start_broker(tmp)
         sub_path = os.path.join(tmp, "sub.txt")
         sub = None
         try:

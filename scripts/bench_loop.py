@@ -57,7 +57,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -80,33 +79,6 @@ CHECKPOINTS = (1000, 5000, 10000)
 
 # --------------------------------------------------------------------------------------
 # broker and subscriber
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_broker(tmp):
-    port = free_port()
-    conf = os.path.join(tmp, "mosquitto.conf")
-    with open(conf, "w") as f:
-        f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                "max_queued_messages 0\n" % port)
-    log = open(os.path.join(tmp, "mosquitto.log"), "w")
-    proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port, log.name
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("FATAL: mosquitto did not start:\n" + open(log.name).read()[-2000:])
 
 
 def start_subscriber(port, out_path):
@@ -305,7 +277,7 @@ def main():
         from PIL import Image
         with Image.open(image) as im:
             size = "%dx%d" % im.size
-        broker, port, broker_log = start_broker(tmp)
+        broker, port, broker_log = benchdoc.start_broker(tmp, "max_queued_messages 0\n")
         try:
             log("model load CPU (inspect x5) ...")
             load_cpu = load_cpu_s(args.binary, args.model)

@@ -5,6 +5,7 @@ place."""
 import datetime
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -71,3 +72,33 @@ def replace_section(out, heading, section):
     with open(out, "w", encoding="utf-8") as f:
         f.write(text)
     print("wrote %s" % os.path.relpath(out, REPO), file=sys.stderr)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_broker(tmp, extra=""):
+    """A private mosquitto on a free loopback port (anonymous, no persistence, `extra` config
+    lines appended); returns (process, port, log path) once it accepts connections."""
+    port = free_port()
+    conf = os.path.join(tmp, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n%s" % (port, extra))
+    log_path = os.path.join(tmp, "mosquitto.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port, log_path
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise SystemExit("FATAL: mosquitto did not start:\n" + open(log_path).read()[-2000:])
