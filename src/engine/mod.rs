@@ -26,7 +26,6 @@ mod tract;
 use std::collections::BTreeMap;
 use std::fmt;
 
-
 use crate::error::Result;
 use crate::head::{Activation, Head};
 use crate::package::ExportPackage;
@@ -230,7 +229,7 @@ enum Backbone {
 }
 
 /// Reads the export: with onnxruntime alone when that is the engine asked for (tract then never
-/// holds the backbone, which halves peak memory), else with tract, whose graph every other
+/// holds the backbone: a second copy of the weights stays out of peak memory), else with tract, whose graph every other
 /// engine is checked against (see the module doc).
 pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<Analysed> {
     match options.choice {
