@@ -431,3 +431,64 @@ pub(crate) fn prune_to(graph: &mut pb::GraphProto, roots: impl IntoIterator<Item
     graph.initializer.retain(|t| needed.contains(&t.name));
     needed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::tensor_proto::DataType;
+
+    fn node(op: &str, input: &[&str], output: &str, attribute: Vec<pb::AttributeProto>) -> NodeProto {
+        NodeProto { op_type: op.into(), input: input.iter().map(|s| s.to_string()).collect(), output: vec![output.into()], attribute, ..Default::default() }
+    }
+
+    fn tensor(name: &str, dims: Vec<i64>, data_type: DataType, raw: Vec<u8>) -> TensorProto {
+        TensorProto { name: name.into(), dims, data_type: data_type as i32, raw_data: raw, ..Default::default() }
+    }
+
+    fn floats(graph: &pb::GraphProto, name: &str) -> Vec<f32> {
+        graph.initializer.iter().find(|t| t.name == name).map(|t| t.float_data.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn constant_dequantize_folds_per_output_channel() {
+        let axis = pb::AttributeProto { name: "axis".into(), i: 0, r#type: pb::attribute_proto::AttributeType::Int as i32, ..Default::default() };
+        let mut graph = pb::GraphProto {
+            node: vec![node("DequantizeLinear", &["q", "s", "z"], "w", vec![axis]), node("Identity", &["w"], "out", vec![])],
+            initializer: vec![
+                tensor("q", vec![2, 3], DataType::Int8, [1i8, -2, 3, 10, 0, -10].iter().map(|v| *v as u8).collect()),
+                float_tensor("s", vec![2], vec![0.5, 2.0]),
+                tensor("z", vec![2], DataType::Int8, vec![1, 0]),
+            ],
+            output: vec![ValueInfoProto { name: "out".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert_eq!(fold_constant_dequantize(&mut graph), 1);
+        assert_eq!(graph.node.len(), 1, "only the Identity is left");
+        assert_eq!(floats(&graph, "w"), vec![0.0, -1.5, 1.0, 20.0, 0.0, -20.0]);
+        assert!(graph.initializer.iter().all(|t| t.name != "q"), "the int8 weights are pruned");
+    }
+
+    #[test]
+    fn activation_pairs_become_the_clamp_of_their_range() {
+        let mut graph = pb::GraphProto {
+            node: vec![
+                node("Conv", &["x", "w"], "c", vec![]),
+                node("QuantizeLinear", &["c", "s", "z"], "cq", vec![]),
+                node("DequantizeLinear", &["cq", "s", "z"], "cd", vec![]),
+                node("Identity", &["cd"], "out", vec![]),
+            ],
+            initializer: vec![float_tensor("s", vec![], vec![0.1]), tensor("z", vec![], DataType::Uint8, vec![10])],
+            output: vec![ValueInfoProto { name: "out".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert_eq!(strip_activation_quantization(&mut graph.clone(), 10), 0, "no Clip with tensor bounds before opset 11");
+        assert_eq!(strip_activation_quantization(&mut graph, 13), 1);
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Conv", "Clip", "Identity"]);
+        let clip = &graph.node[1];
+        assert_eq!((clip.input[0].as_str(), clip.output[0].as_str()), ("c", "cd"));
+        // uint8 with zero point 10 and scale 0.1 covers (0 - 10) * 0.1 ..= (255 - 10) * 0.1.
+        assert_eq!(floats(&graph, &clip.input[1]), vec![-1.0]);
+        assert!((floats(&graph, &clip.input[2])[0] - 24.5).abs() < 1e-5);
+    }
+}
