@@ -80,27 +80,7 @@ LOG_FILTER = "warn,tract_onnx=error,cvedge=info"
 
 
 # --------------------------------------------------------------------------------------
-# broker and subscriber (as scripts/bench_loop.py sets them up)
-
-
-def start_subscriber(port, out_path):
-    """`mosquitto_sub -F '%U %t'`, line-buffered into out_path; returns once it provably receives."""
-    cmd = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-i", "cvedge-coldstart-sub",
-           "-F", "%U %t", "-t", "cvedge/#"]
-    if shutil.which("stdbuf"):
-        cmd = ["stdbuf", "-oL"] + cmd
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
-                        "-t", "cvedge/_probe", "-m", "probe"], capture_output=True)
-        time.sleep(0.2)
-        if "cvedge/_probe" in open(out_path).read():
-            return proc
-    proc.kill()
-    proc.wait()
-    raise SystemExit("FATAL: mosquitto_sub does not receive:\n" + open(out_path).read()[-2000:])
+# messages (broker and subscriber: benchdoc.start_broker, benchdoc.start_subscriber)
 
 
 def first_prediction_ns(sub_path, device, wait_s=3.0):
@@ -346,7 +326,7 @@ def main():
         sub_path = os.path.join(tmp, "sub.txt")
         sub = None
         try:
-            sub = start_subscriber(port, sub_path)
+            sub = benchdoc.start_subscriber(port, sub_path, "cvedge-coldstart-sub", "%U %t")
             for i, c in enumerate(configs):
                 log("warm-up: %s %s ..." % (c["model_label"], c["engine"]))
                 try:

@@ -78,27 +78,7 @@ CHECKPOINTS = (1000, 5000, 10000)
 
 
 # --------------------------------------------------------------------------------------
-# broker and subscriber
-
-
-def start_subscriber(port, out_path):
-    """mosquitto_sub, line-buffered into out_path; returns once it provably receives (a probe
-    message published until it shows up)."""
-    out = open(out_path, "w")
-    cmd = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-i", "cvedge-bench-sub",
-           "-F", "%U %t %p", "-t", "cvedge/#"]
-    if shutil.which("stdbuf"):
-        cmd = ["stdbuf", "-oL"] + cmd
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
-                        "-t", "cvedge/_probe", "-m", "probe"], capture_output=True)
-        time.sleep(0.2)
-        if "cvedge/_probe" in open(out_path).read():
-            return proc
-    proc.kill()
-    raise SystemExit("FATAL: mosquitto_sub does not receive:\n" + open(out_path).read()[-2000:])
+# messages (broker and subscriber: benchdoc.start_broker, benchdoc.start_subscriber)
 
 
 def read_messages(path):
@@ -160,7 +140,7 @@ def run_loop(binary, tmp, port, name, args_tail, config_text=None, timeout=3600)
     else:
         cmd += ["--state-dir", state]
     cmd += args_tail
-    sub = start_subscriber(port, sub_out)
+    sub = benchdoc.start_subscriber(port, sub_out, "cvedge-bench-sub", "%U %t %p")
     err_path = os.path.join(tmp, "cvedge-%s.err" % name)
     try:
         cpu0 = children_cpu()

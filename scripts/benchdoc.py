@@ -5,6 +5,7 @@ place."""
 import datetime
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,3 +103,24 @@ def start_broker(tmp, extra=""):
     proc.kill()
     proc.wait()
     raise SystemExit("FATAL: mosquitto did not start:\n" + open(log_path).read()[-2000:])
+
+
+def start_subscriber(port, out_path, client_id, fmt):
+    """`mosquitto_sub -F FMT -t 'cvedge/#'` at QoS 1, line-buffered into out_path; returns once it
+    provably receives (a probe message published until it shows up)."""
+    cmd = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-i", client_id,
+           "-F", fmt, "-t", "cvedge/#"]
+    if shutil.which("stdbuf"):
+        cmd = ["stdbuf", "-oL"] + cmd
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
+                        "-t", "cvedge/_probe", "-m", "probe"], capture_output=True)
+        time.sleep(0.2)
+        if "cvedge/_probe" in open(out_path).read():
+            return proc
+    proc.kill()
+    proc.wait()
+    raise SystemExit("FATAL: mosquitto_sub does not receive:\n" + open(out_path).read()[-2000:])
