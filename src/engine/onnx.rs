@@ -231,7 +231,7 @@ pub fn fold_constant_dequantize(graph: &mut pb::GraphProto) -> usize {
             _ => return None,
         })
     };
-    let mut folded: HashMap<usize, TensorProto> = HashMap::new();
+    let mut folded: std::collections::BTreeMap<usize, TensorProto> = Default::default();
     for (i, node) in graph.node.iter().enumerate().filter(|(_, n)| n.op_type == "DequantizeLinear" && n.output.len() == 1) {
         let Some(input) = node.input.first().and_then(|x| by_name.get(x.as_str())) else { continue };
         let Some(scale) = node.input.get(1).and_then(|x| by_name.get(x.as_str())).and_then(|t| values(t)) else { continue };
@@ -274,6 +274,10 @@ pub fn fold_constant_dequantize(graph: &mut pb::GraphProto) -> usize {
     count
 }
 
+/// Ops that only reshape or retype a tensor (or pass it through at inference), which walks from
+/// the output towards the final layer step over.
+pub(crate) const SHAPE_ONLY: [&str; 7] = ["Reshape", "Flatten", "Identity", "Cast", "Squeeze", "Unsqueeze", "Dropout"];
+
 /// The graph's final activation, walking back from the output through ops that only reshape or
 /// retype (what tract's split finds, for engines that run a graph without splitting it).
 pub fn final_activation(proto: &ModelProto) -> crate::head::Activation {
@@ -285,7 +289,7 @@ pub fn final_activation(proto: &ModelProto) -> crate::head::Activation {
         match node.op_type.as_str() {
             "Softmax" => return Activation::Softmax,
             "Sigmoid" => return Activation::Sigmoid,
-            "Reshape" | "Flatten" | "Identity" | "Cast" | "Squeeze" | "Unsqueeze" | "Dropout" => tensor = node.input.first().map(String::as_str),
+            op if SHAPE_ONLY.contains(&op) => tensor = node.input.first().map(String::as_str),
             _ => break,
         }
     }

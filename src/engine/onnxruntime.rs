@@ -116,12 +116,10 @@ pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<(
         crate::export::cut_backbone(path, &mut proto, &bytes, opset)?;
     }
     drop(bytes);
-    let engine = OrtEngine::new(environment, proto, input, options)?;
-    let (shape, _) = engine.run_shaped(&vec![0f32; engine.input.width * engine.input.height * 3])?;
+    let (engine, per_image) = OrtEngine::new(environment, proto, input, options)?;
     if let Some((features, tail)) = tail {
-        // Batch 1: the probe ran one image.
-        let per_image: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
-        if let Ok(Some(head)) = tract::tail_head(path, &tail, &per_image, engine.input.dtype, &mut facts) {
+        if let Ok(Some(head)) = tract::tail_head(path, &tail, &per_image, engine.input.dtype) {
+            facts.activation = head.activation();
             facts.split_at = Some(features);
             return Ok((engine, head, facts));
         }
@@ -135,8 +133,9 @@ pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<(
 }
 
 impl OrtEngine {
-    /// A session on `proto` (consumed: its bytes are dropped as soon as the session has them).
-    fn new(environment: &Environment, proto: ModelProto, input: InputSpec, options: &EngineOptions) -> Result<OrtEngine> {
+    /// A session on `proto` (consumed: its bytes are dropped as soon as the session has them),
+    /// and the shape of one image's output.
+    fn new(environment: &Environment, proto: ModelProto, input: InputSpec, options: &EngineOptions) -> Result<(OrtEngine, Vec<usize>)> {
         let bytes = proto.encode_to_vec();
         drop(proto);
         let threads = options.resolved_threads();
@@ -148,10 +147,10 @@ impl OrtEngine {
             .map_err(ort_error)?;
         let session = builder.commit_from_memory(&bytes).map_err(ort_error)?;
         let mut engine = OrtEngine { session: Mutex::new(session), input, output_width: 0 };
-        // One run learns the output's width (and warms the session up).
-        let (_, out) = engine.run_shaped(&vec![0f32; engine.input.width * engine.input.height * 3])?;
+        // One run of a single image learns the output's shape (and warms the session up).
+        let (shape, out) = engine.run_shaped(&vec![0f32; engine.input.width * engine.input.height * 3])?;
         engine.output_width = out.len();
-        Ok(engine)
+        Ok((engine, shape.iter().map(|d| *d as usize).collect()))
     }
 
     /// The backbone tract found (`split`: cut at the final layer's input, as tract cut it), from
@@ -163,7 +162,7 @@ impl OrtEngine {
         if split {
             crate::export::cut_backbone(&package.model_path, &mut proto, &package.model_bytes, facts.opset)?;
         }
-        let engine = OrtEngine::new(environment, proto, input.clone(), options)?;
+        let (engine, _) = OrtEngine::new(environment, proto, input.clone(), options)?;
         if engine.output_width != output_width {
             return Err(Error::engine(
                 ENGINE,

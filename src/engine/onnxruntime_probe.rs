@@ -72,7 +72,11 @@ pub fn check(library: &Path) -> Result<(), String> {
         (_, Some(signal)) => Err(format!(
             "{library} crashed (signal {signal}) when tried in a test process; under qemu this is its CPU detection reading an emulated /proc/cpuinfo"
         )),
-        (Some(_), None) => Err(said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("the test process failed").trim().to_owned()),
+        (Some(code), None) => Err(match said.lines().rev().find(|l| !l.trim().is_empty()) {
+            Some(line) => line.trim().to_owned(),
+            // e.g. qemu-user without binfmt, which cannot start an ARM child.
+            None => format!("{library} could not be tried: `{} {SUBCOMMAND}` exited with code {code} and said nothing", exe.display()),
+        }),
         (None, None) => Err(format!("{library} failed in a test process")),
     }
 }

@@ -58,10 +58,6 @@ fn load_onnx(path: &Path, bytes: Cow<[u8]>, int8_activations: bool) -> Result<(T
     drop(bytes);
     let opset = ofacts.opset;
     let input = onnx::input_spec(path, &proto)?;
-    let dt = match input.dtype {
-        TensorType::F16 => f16::datum_type(),
-        TensorType::F32 => f32::datum_type(),
-    };
     let mut facts = onnx::graph_facts(&proto, ofacts);
     if facts.precision == Precision::Int8 && !int8_activations {
         let pairs = proto.graph.as_mut().map(|g| onnx::strip_activation_quantization(g, opset)).unwrap_or(0);
@@ -72,7 +68,7 @@ fn load_onnx(path: &Path, bytes: Cow<[u8]>, int8_activations: bool) -> Result<(T
     }
     let model = tract_onnx::onnx()
         .model_for_proto_model(&proto)
-        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(dt, input.shape(1))))
+        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(datum_type(input.dtype), input.shape(1))))
         .and_then(|m| m.into_typed())
         .map_err(|e| engine_error(path, e))?;
     Ok((model, facts))
@@ -187,7 +183,12 @@ pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<A
         ModelFormat::TfLite => load_tflite(path, bytes)?,
     };
     let input = input_spec(path, &model)?;
-    let split = split(path, model, input.dtype, &mut facts, options.split)?;
+    let split = split(path, model, input.dtype, options.split)?;
+    if input.dtype == TensorType::F16 {
+        facts.notes.push("runs the fp16 graph in f32".to_owned());
+    }
+    facts.activation = split.head.activation();
+    facts.split_at = split.split_at;
     Ok(Analysed { backbone: Backbone::Tract(Graph(split.backbone)), head: split.head, facts, input, output_width: split.output_width })
 }
 
@@ -196,11 +197,13 @@ struct Split {
     backbone: TypedModel,
     head: Box<dyn crate::head::Head>,
     output_width: usize,
+    /// The backbone's output tensor, when the graph was split.
+    split_at: Option<String>,
 }
 
 /// Splits `model` at the input of its final fully connected layer (when `split` and the graph
-/// ends in one), recording the activation and the cut in `facts`.
-fn split(path: &Path, mut model: TypedModel, dtype: TensorType, facts: &mut GraphFacts, split: bool) -> Result<Split> {
+/// ends in one).
+fn split(path: &Path, mut model: TypedModel, dtype: TensorType, split: bool) -> Result<Split> {
     if dtype == TensorType::F16 {
         // No Pi (nor x86) core before ARMv8.2 computes in fp16: emulated fp16 is slower and
         // rounds at every op. Run fp16 exports in f32 (weights widened exactly) and feed the
@@ -209,17 +212,16 @@ fn split(path: &Path, mut model: TypedModel, dtype: TensorType, facts: &mut Grap
         FloatPrecisionTranslator::new(f16::datum_type(), f32::datum_type())
             .transform(&mut model)
             .map_err(|e| engine_error(path, e))?;
-        facts.notes.push("runs the fp16 graph in f32".to_owned());
     }
     let mut model = model.into_decluttered().map_err(|e| engine_error(path, e))?;
     let (activation, logits) = find_activation(&model).map_err(|e| engine_error(path, e))?;
-    facts.activation = activation;
     let output = model.output_outlets().map_err(|e| engine_error(path, e))?[0];
     let tags = per_image_width(model.outlet_fact(output).map_err(|e| engine_error(path, e))?);
     let found = if split { split_head(&model, activation, logits).map_err(|e| engine_error(path, e))? } else { None };
+    let mut split_at = None;
     let head: Box<dyn crate::head::Head> = match found {
         Some((features, head)) => {
-            facts.split_at = Some(model.outlet_label(features).map(str::to_owned).unwrap_or_else(|| model.node(features.node).name.clone()));
+            split_at = Some(model.outlet_label(features).map(str::to_owned).unwrap_or_else(|| model.node(features.node).name.clone()));
             model.select_output_outlets(&[features]).map_err(|e| engine_error(path, e))?;
             Box::new(head)
         }
@@ -232,31 +234,29 @@ fn split(path: &Path, mut model: TypedModel, dtype: TensorType, facts: &mut Grap
             .map_err(|e| engine_error(path, e))?;
     }
     let output_width = per_image_width(model.outlet_fact(model.output_outlets().map_err(|e| engine_error(path, e))?[0]).map_err(|e| engine_error(path, e))?);
-    Ok(Split { backbone: model, head, output_width })
+    Ok(Split { backbone: model, head, output_width, split_at })
 }
 
 /// The head of an ONNX graph's tail (the nodes after the cut, `features` in and the graph's
 /// output out; see `export::cut_tail`), for engines that run the backbone without tract. tract
 /// reads only these few nodes, so the backbone is never held twice. `features` is the shape of
-/// one image's features. Returns `None` when the tail is not a linear layer.
-pub fn tail_head(path: &Path, tail: &tract_onnx::pb::ModelProto, features: &[usize], dtype: TensorType, facts: &mut GraphFacts) -> Result<Option<Box<dyn crate::head::Head>>> {
-    let dt = match dtype {
-        TensorType::F16 => f16::datum_type(),
-        TensorType::F32 => f32::datum_type(),
-    };
+/// one image's features. Returns `None` when the tail is not a linear layer; the head knows its
+/// activation.
+pub fn tail_head(path: &Path, tail: &tract_onnx::pb::ModelProto, features: &[usize], dtype: TensorType) -> Result<Option<Box<dyn crate::head::Head>>> {
     let model = tract_onnx::onnx()
         .model_for_proto_model(tail)
-        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(dt, features)))
+        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(datum_type(dtype), features)))
         .and_then(|m| m.into_typed())
         .map_err(|e| engine_error(path, e))?;
-    let mut tail_facts = facts.clone();
-    let split = split(path, model, dtype, &mut tail_facts, true)?;
-    if tail_facts.split_at.is_none() {
-        return Ok(None);
+    let split = split(path, model, dtype, true)?;
+    Ok(split.split_at.map(|_| split.head))
+}
+
+fn datum_type(dtype: TensorType) -> DatumType {
+    match dtype {
+        TensorType::F16 => f16::datum_type(),
+        TensorType::F32 => f32::datum_type(),
     }
-    facts.activation = tail_facts.activation;
-    facts.notes = tail_facts.notes;
-    Ok(Some(split.head))
 }
 
 impl TractEngine {

@@ -25,8 +25,6 @@ use crate::head::{Activation, LinearHead};
 pub const INPUT: &str = "data";
 pub const OUTPUT: &str = "model_output";
 
-/// Ops between the final matrix product and the output that only reshape, retype or activate.
-const PASS_THROUGH: [&str; 9] = ["Softmax", "Sigmoid", "Reshape", "Flatten", "Identity", "Cast", "Squeeze", "Unsqueeze", "Dropout"];
 /// A fully connected layer with its bias, scaling, reshapes and activation is a handful of
 /// nodes; a walk longer than this has left the head.
 const MAX_WALK: usize = 16;
@@ -118,7 +116,7 @@ fn find_features(path: &Path, graph: &GraphProto) -> Result<(String, Option<usiz
                 usize::try_from(dims[axis]).ok()
             });
             return Ok((node.input[0].clone(), width));
-        } else if PASS_THROUGH.contains(&op) && live == [0] {
+        } else if (op == "Softmax" || op == "Sigmoid" || crate::engine::onnx::SHAPE_ONLY.contains(&op)) && live == [0] {
             tensor = node.input[0].clone();
         } else if (op == "Add" || op == "Mul") && live.len() == 1 {
             tensor = node.input[live[0]].clone();
