@@ -65,6 +65,8 @@ fn assert_engines_agree(model: &Path, tolerance: f32) {
     let what = |c: &Classifier| (c.facts.generation, c.facts.activation, c.facts.split_at.is_some(), c.facts.precision, c.kind, c.engine.input().clone(), c.engine.output_width(), c.head.tags());
     assert_eq!(what(&ort), what(&tract), "{}", model.display());
     assert_eq!(ort.preprocessor.conventions, tract.preprocessor.conventions, "{}", model.display());
+    // What tract does to run a graph is tract's: onnxruntime computes fp16 exports in fp16.
+    assert!(!ort.facts.notes.iter().any(|n| n.contains("fp16 graph in f32")), "{:?}", ort.facts.notes);
     for (name, image) in samples() {
         let want = tract.classify(&image).unwrap().probabilities;
         let got = ort.classify(&image).unwrap().probabilities;
