@@ -26,6 +26,7 @@
 //! capture commands and review frames),
 //! [`config`] (its validated TOML), [`dataset`] (tagged captures for training), [`train`] and
 //! [`iteration`] (heads trained on the device), [`export`] (iterations back to ONNX exports),
+//! [`convert`] (TFLite and TensorFlow graphs as ONNX, so every export can be exported and quantized),
 //! [`quantize`] (int8 on the device, calibrated on its captures, behind an accuracy gate).
 //!
 //! [`classifier::Classifier`] assembles package, preprocessing, engine and head from an export;
@@ -33,6 +34,7 @@
 
 pub mod classifier;
 pub mod config;
+pub mod convert;
 pub mod daemon;
 pub mod dataset;
 pub mod engine;

@@ -194,10 +194,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a trained iteration as a standalone Custom Vision export (ONNX bases: `model.onnx`
-    /// with `data` -> `model_output`, labels.txt, cvexport.manifest).
+    /// Write a trained iteration, or an export of any format, as a standalone current-layout
+    /// Custom Vision ONNX export (`model.onnx` with `data` -> `model_output`, labels.txt,
+    /// cvexport.manifest); TFLite and TensorFlow graphs are rewritten as ONNX.
     Export {
-        /// An iteration's folder, or an iterations folder (its published iteration).
+        /// An iteration's folder, an iterations folder (its published iteration), or an export.
         iteration: PathBuf,
         /// The folder to write (created; use a new one per export).
         #[arg(long)]

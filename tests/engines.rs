@@ -89,13 +89,19 @@ fn onnxruntime_agrees_with_tract_on_every_onnx_layout() {
 }
 
 #[test]
-fn onnxruntime_refuses_other_formats_with_the_reason() {
+fn onnxruntime_runs_tflite_and_tensorflow_exports_through_their_onnx_twins() {
     if !require_onnxruntime() {
         return;
     }
-    let model = repo().join("models/conformance/tflite-2025-fp16");
-    let err = Classifier::load(&model, &options(EngineChoice::OnnxRuntime, 1)).err().expect("a TFLite export must be refused").to_string();
-    assert!(err.contains("ONNX exports only") && err.contains("--engine tract"), "{err}");
+    let mut models: Vec<PathBuf> = ["tflite-2019-fp32", "tflite-2025-fp16", "tf-frozen"].iter().map(|m| repo().join("models/conformance").join(m)).collect();
+    if let Some(fixtures) = fixtures() {
+        models.extend(["tflite-fp16-appleorange-2025", "tf-bananas-2018"].iter().map(|m| fixtures.join(m)));
+    }
+    for model in models {
+        assert_engines_agree(&model, 1e-4);
+        let ort = Classifier::load(&model, &options(EngineChoice::OnnxRuntime, 1)).unwrap();
+        assert!(ort.facts.notes.iter().any(|n| n.contains("as ONNX for onnxruntime")), "{:?}", ort.facts.notes);
+    }
 }
 
 #[test]
@@ -113,10 +119,17 @@ fn auto_picks_an_engine_that_agrees_and_says_so() {
         assert_eq!(argmax(&a), argmax(&t), "{name}");
         assert_close(&name, &a, &t);
     }
-    // Formats onnxruntime cannot run fall back to tract, with the reason.
-    let tflite = Classifier::load(repo().join("models/conformance/tflite-2019-fp32"), &options(EngineChoice::Auto, 1)).unwrap();
-    assert_eq!(tflite.engine.name(), "tract");
-    assert!(tflite.facts.notes.iter().any(|n| n.starts_with("engine auto: tract")), "{:?}", tflite.facts.notes);
+    // TFLite exports are candidates too (onnxruntime runs their ONNX twin).
+    let model = repo().join("models/conformance/tflite-2019-fp32");
+    let tflite = Classifier::load(&model, &options(EngineChoice::Auto, 1)).unwrap();
+    let note = tflite.facts.notes.iter().find(|n| n.starts_with("engine auto")).expect("auto explains its pick");
+    if onnxruntime_available() {
+        assert!(note.contains("onnxruntime") && note.contains("agree"), "{note}");
+    }
+    let tract = Classifier::load(&model, &options(EngineChoice::Tract, 1)).unwrap();
+    for (name, image) in samples() {
+        assert_close(&name, &tflite.classify(&image).unwrap().probabilities, &tract.classify(&image).unwrap().probabilities);
+    }
 }
 
 #[test]

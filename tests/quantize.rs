@@ -151,8 +151,6 @@ fn bad_inputs_are_refused_with_the_fix() {
     assert!(!run.ok() && run.stderr.contains("needs at least 10") && run.stderr.contains("cvedge capture"), "{}", run.stderr);
     let many = dir.path().join("many");
     calibration_images(&many, 2);
-    let run = quantize(&repo().join("models/conformance/tflite-2019-fp32"), &many, &out, &[]);
-    assert!(!run.ok() && run.stderr.contains("ONNX graphs only"), "{}", run.stderr);
     let run = quantize(&repo().join("models/demo-fp16"), &many, &out, &[]);
     assert!(!run.ok() && run.stderr.contains("fp32 export"), "{}", run.stderr);
 }
@@ -177,6 +175,53 @@ fn a_2018_export_is_brought_to_opset_13_and_still_classifies() {
         let ort = load(&out, EngineChoice::OnnxRuntime);
         assert_eq!(argmax(&ort.classify(&kitten).unwrap().probabilities), argmax(&want));
     }
+}
+
+/// TFLite and TensorFlow exports quantize through their ONNX twin; the int8 folder is an ONNX
+/// export with the original's preprocessing and tags.
+fn quantizes_through_the_onnx_twin(model: &Path, images: &[(String, image::RgbImage)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let calibrate = dir.path().join("captures");
+    calibration_images(&calibrate, 4);
+    let out = dir.path().join("int8");
+    let run = quantize(model, &calibrate, &out, &["--engine", "tract"]);
+    assert!(run.ok(), "{}: {}", model.display(), run.stderr);
+    let float = load(model, EngineChoice::Tract);
+    let int8 = load(&out, EngineChoice::Tract);
+    assert_eq!(int8.facts.precision, Precision::Int8);
+    assert_eq!(int8.labels, float.labels);
+    let (a, b) = (&int8.preprocessor.conventions, &float.preprocessor.conventions);
+    assert_eq!((a.recipe, a.color, a.range), (b.recipe, b.color, b.range), "{}", model.display());
+    let mut engines = vec![int8];
+    if onnxruntime_available() {
+        engines.push(load(&out, EngineChoice::OnnxRuntime));
+    }
+    for engine in &engines {
+        for (name, image) in images {
+            let (want, got) = (float.classify(image).unwrap().probabilities, engine.classify(image).unwrap().probabilities);
+            assert_eq!(argmax(&got), argmax(&want), "{} {name} on {}: int8 {got:?} vs float {want:?}", model.display(), engine.engine.name());
+            // int8 moves probabilities (the gate judges top-1); a broken graph moves them much more.
+            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f32::max);
+            assert!(worst < 0.25, "{} {name} on {}: int8 {got:?} vs float {want:?}", model.display(), engine.engine.name());
+        }
+    }
+}
+
+#[test]
+fn a_2019_tflite_export_quantizes_through_its_onnx_twin() {
+    quantizes_through_the_onnx_twin(&repo().join("models/conformance/tflite-2019-fp32"), &samples());
+}
+
+#[test]
+fn a_real_shufflenet_tflite_export_quantizes() {
+    let Some(fixtures) = fixtures() else { return };
+    let model = fixtures.join("tflite-fp16-appleorange-2025");
+    let mut images = samples();
+    for entry in std::fs::read_dir(model.join("samples")).unwrap() {
+        let path = entry.unwrap().path();
+        images.push((path.display().to_string(), decode(&std::fs::read(&path).unwrap(), "sample").unwrap()));
+    }
+    quantizes_through_the_onnx_twin(&model, &images);
 }
 
 #[test]

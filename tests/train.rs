@@ -354,14 +354,30 @@ fn an_iteration_exports_as_a_standalone_onnx_export_with_the_same_probabilities(
 }
 
 #[test]
-fn iterations_on_a_tflite_base_run_but_export_says_it_cannot() {
+fn iterations_on_a_tflite_base_export_through_its_onnx_twin() {
     let base = repo().join("models/conformance/tflite-2025-fp16");
     let dir = tempfile::tempdir().unwrap();
     let (data, root) = (dir.path().join("data"), dir.path().join("iterations"));
     make_data(&data, &samples(&["cat", "rocket"]), 5, 17);
     let iteration = ok(&train_args(base.to_str().unwrap(), &data, &root, &["--folds", "0"]));
-    let run = cvedge(&["export", iteration.trim(), "--out", dir.path().join("out").to_str().unwrap()]);
-    assert!(!run.ok() && run.stderr.contains("ONNX-only") && run.stderr.contains("TensorFlow Lite"), "{}", run.stderr);
-    let run = cvedge(&["export", "models/demo", "--out", dir.path().join("out").to_str().unwrap()]);
-    assert!(!run.ok() && run.stderr.contains("not a trained iteration"), "{}", run.stderr);
+    let out = dir.path().join("out");
+    ok(&["export", iteration.trim(), "--out", out.to_str().unwrap()]);
+    let record = json(&std::fs::read_to_string(Path::new(iteration.trim()).join("iteration.json")).unwrap());
+    for image in ["models/samples/cat.jpg", "models/samples/rocket.jpg"] {
+        let trained = json(&ok(&["predict", "--model", iteration.trim(), "--json", image]));
+        let exported = json(&ok(&["predict", "--model", out.to_str().unwrap(), "--json", image]));
+        assert_eq!(exported["iteration"], record["id"]);
+        let by_tag = |v: &serde_json::Value| -> std::collections::BTreeMap<String, f64> {
+            v["predictions"].as_array().unwrap().iter().map(|p| (p["tagName"].as_str().unwrap().to_owned(), p["probability"].as_f64().unwrap())).collect()
+        };
+        let (a, b) = (by_tag(&trained), by_tag(&exported));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{image}");
+        for (tag, pa) in &a {
+            assert!((pa - b[tag]).abs() < 1e-4, "{image} {tag}: trained {pa} vs exported {}", b[tag]);
+        }
+    }
+    // An export that is not an iteration is written with its own head.
+    let demo = dir.path().join("demo");
+    ok(&["export", "models/demo", "--out", demo.to_str().unwrap()]);
+    assert!(demo.join("model.onnx").is_file());
 }

@@ -1,5 +1,6 @@
 //! The onnxruntime engine: the backbone cut out of the ONNX protobuf (the same cut tract's split
-//! makes) run by onnxruntime's CPU kernels, several times faster than tract and with real int8
+//! makes; TFLite and TensorFlow exports are first rewritten as ONNX by [`crate::convert`]) run by
+//! onnxruntime's CPU kernels, several times faster than tract and with real int8
 //! kernels for `cvedge quantize`'s QDQ models.
 //!
 //! Nothing is linked at build time: `libonnxruntime.so.1` (>= 1.30) is loaded when the engine is
@@ -8,6 +9,7 @@
 //! `/usr/local/lib/cvedge/`, `/usr/lib/cvedge/`, `~/.local/lib/cvedge/` (where
 //! `scripts/install_onnxruntime.sh` puts it), then the system's library path.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -19,7 +21,7 @@ use prost::Message;
 
 use tract_onnx::pb::ModelProto;
 
-use super::{onnx, tract, EngineOptions, GraphFacts, InputSpec, TensorType};
+use super::{onnx, tract, EngineOptions, Generation, GraphFacts, InputSpec, TensorType};
 use crate::error::{Error, Result};
 use crate::head::{Head, PassThrough};
 use crate::package::{ExportPackage, ModelFormat};
@@ -84,15 +86,24 @@ fn ort_error(e: impl std::fmt::Display) -> Error {
     Error::engine(ENGINE, format!("onnxruntime refused the model ({e})"), "use --engine tract, and report the model so it can be fixed")
 }
 
-fn require_onnx(package: &ExportPackage) -> Result<()> {
+/// The export's graph as ONNX bytes: its own, or for TFLite and TensorFlow exports their
+/// [`crate::convert::engine_twin`] (which takes the source's own input tensor), with what the
+/// source says about itself.
+fn onnx_graph<'a>(package: &ExportPackage, bytes: &'a [u8]) -> Result<(Cow<'a, [u8]>, Option<crate::convert::Io>)> {
     if package.format == ModelFormat::Onnx {
-        return Ok(());
+        return Ok((Cow::Borrowed(bytes), None));
     }
-    Err(Error::engine(
-        ENGINE,
-        format!("it runs ONNX exports only, and {} is {}", package.model_path.display(), package.format),
-        "use --engine tract (or auto), or export the project from Custom Vision as ONNX",
-    ))
+    let (twin, io) = crate::convert::engine_twin(bytes, package.format, &package.model_path)?;
+    Ok((Cow::Owned(twin.encode_to_vec()), Some(io)))
+}
+
+/// The twin's facts are the source's: its generation decides the preprocessing.
+fn source_facts(facts: &mut GraphFacts, format: ModelFormat, io: crate::convert::Io) {
+    facts.generation = if format == ModelFormat::TfLite { Generation::TfLite } else { Generation::TfFrozenGraph };
+    facts.has_mean_layer = io.has_mean_layer;
+    facts.output_name = io.output_name;
+    facts.metadata_props.clear();
+    facts.notes.push(format!("rewritten from {format} as ONNX for onnxruntime"));
 }
 
 /// Loads an ONNX export with onnxruntime alone: facts and input from the protobuf, the backbone
@@ -100,15 +111,18 @@ fn require_onnx(package: &ExportPackage) -> Result<()> {
 /// a linear layer (or `options.split` is off) onnxruntime runs the whole graph and the head
 /// passes its output through, as tract does.
 pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<(OrtEngine, Box<dyn Head>, GraphFacts)> {
-    require_onnx(package)?;
     let environment = environment()?;
     let path = package.model_path.as_path();
     // Nothing reads the bytes after this: freed before the session is made, they stay out of the
     // peak memory (the fallback below reads the file again).
-    let bytes = std::mem::take(&mut package.model_bytes);
+    let original = std::mem::take(&mut package.model_bytes);
+    let (bytes, source) = onnx_graph(package, &original)?;
     let (mut proto, ofacts) = onnx::prepare(path, &bytes)?;
     let opset = ofacts.opset;
     let mut facts = onnx::graph_facts(&proto, ofacts);
+    if let Some(io) = source {
+        source_facts(&mut facts, package.format, io);
+    }
     let input = onnx::input_spec(path, &proto)?;
     let activation = onnx::final_activation(&proto);
     let tail = if options.split { crate::export::cut_tail(path, &proto).ok() } else { None };
@@ -156,13 +170,16 @@ impl OrtEngine {
     /// The backbone tract found (`split`: cut at the final layer's input, as tract cut it), from
     /// `package`'s ONNX graph; `auto` compares it with tract's.
     pub fn load(package: &ExportPackage, input: &InputSpec, output_width: usize, split: bool, options: &EngineOptions) -> Result<OrtEngine> {
-        require_onnx(package)?;
         let environment = environment()?;
-        let (mut proto, facts) = onnx::prepare(&package.model_path, &package.model_bytes)?;
+        let (bytes, _) = onnx_graph(package, &package.model_bytes)?;
+        let (mut proto, facts) = onnx::prepare(&package.model_path, &bytes)?;
         if split {
-            crate::export::cut_backbone(&package.model_path, &mut proto, &package.model_bytes, facts.opset)?;
+            crate::export::cut_backbone(&package.model_path, &mut proto, &bytes, facts.opset)?;
         }
-        let (engine, _) = OrtEngine::new(environment, proto, input.clone(), options)?;
+        drop(bytes);
+        // The same tensor as tract's, under the name the graph gives it (a TFLite twin's is `data`).
+        let name = onnx::input_spec(&package.model_path, &proto)?.name;
+        let (engine, _) = OrtEngine::new(environment, proto, InputSpec { name, ..input.clone() }, options)?;
         if engine.output_width != output_width {
             return Err(Error::engine(
                 ENGINE,

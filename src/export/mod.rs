@@ -33,7 +33,7 @@
 //!   `ExporterVersion` 2.2, the caller's `IterationId`, the SHA1 of the written `model.onnx`).
 //!
 //! Each file is written atomically, the manifest last; export into a new folder per iteration.
-//! TensorFlow and TFLite bases are refused: their graphs cannot be rewritten here.
+//! TensorFlow and TFLite bases arrive here already rewritten as ONNX by [`crate::convert`].
 
 mod graph;
 
@@ -78,7 +78,8 @@ pub struct ExportReport {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Writes `head` (trained on the features of the export `base_model`, read from `base_path`) with
+/// Writes `head` (trained on the features of the ONNX graph `base_model`, the export at `base_path`
+/// or its [`crate::convert`] rewrite) with
 /// its `labels` into `out_dir` as a standalone current-layout Custom Vision ONNX export.
 pub fn export_onnx(
     base_model: &[u8],
@@ -89,16 +90,8 @@ pub fn export_onnx(
     out_dir: &Path,
 ) -> Result<ExportReport> {
     check_head(head, labels, out_dir)?;
-    match detect(base_model) {
-        Some(ModelFormat::Onnx) => {}
-        found => {
-            let what = found.map(|f| f.to_string()).unwrap_or_else(|| "not a model format cvedge knows".into());
-            return Err(Error::model(
-                base_path,
-                format!("exporting a trained iteration is ONNX-only, and this base is {what}"),
-                "the trained iteration still runs in cvedge; for a standalone export, train on the project's ONNX export (Custom Vision: Export, ONNX)",
-            ));
-        }
+    if detect(base_model) != Some(ModelFormat::Onnx) {
+        return Err(Error::model(base_path, "the base given to the ONNX writer is not ONNX", "rewrite it with crate::convert::onnx_bytes first (this is a bug in the caller)"));
     }
     refuse_base_folder(base_path, out_dir)?;
     let layout = current_layout(base_model, base_path, head)?;

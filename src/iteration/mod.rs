@@ -331,15 +331,30 @@ fn load_parts(dir: &Path) -> Result<(IterationRecord, crate::head::LinearHead, P
 }
 
 /// Writes the iteration named by `path` (an iteration folder, or an iterations folder: its
-/// published one) as a standalone Custom Vision export in `out` (ONNX bases only; see
-/// [`crate::export`]).
+/// published one) as a standalone current-layout Custom Vision ONNX export in `out` (see
+/// [`crate::export`]). An export given instead is written with its own head: for TFLite and
+/// TensorFlow exports, their ONNX twin. Non-ONNX bases are rewritten by [`crate::convert`].
 pub fn export(path: &Path, out: &Path) -> Result<crate::export::ExportReport> {
-    let dir = resolve(path)?.ok_or_else(|| {
-        iteration_error(path, "this is not a trained iteration", "give an iteration's folder (cvedge-iterations/N) or the iterations folder")
-    })?;
+    let Some(dir) = resolve(path)? else {
+        let classifier = Classifier::load_export(path, &LoadOptions::default())?;
+        let head = classifier.head.linear().cloned().ok_or_else(|| {
+            Error::model(path, "its final fully connected layer could not be split off", "report the model so its graph can be supported")
+        })?;
+        let package = ExportPackage::load(path)?;
+        let bytes = crate::convert::onnx_bytes(&package, &classifier)?;
+        return crate::export::export_onnx(&bytes, &package.model_path, &head, &classifier.labels, &classifier.iteration_id, out);
+    };
     let (record, head, base) = load_parts(&dir)?;
     let package = ExportPackage::load(&base)?;
-    crate::export::export_onnx(&package.model_bytes, &package.model_path, &head, &record.tags, &record.id, out)
+    let classifier = match package.format {
+        ModelFormat::Onnx => None,
+        _ => Some(load_classifier(&dir, &LoadOptions::default())?),
+    };
+    let bytes = match &classifier {
+        Some(classifier) => crate::convert::onnx_bytes(&package, classifier)?,
+        None => std::borrow::Cow::Borrowed(&package.model_bytes[..]),
+    };
+    crate::export::export_onnx(&bytes, &package.model_path, &head, &record.tags, &record.id, out)
 }
 
 /// Loads an iteration as its base export's preprocessing and backbone with the trained head.

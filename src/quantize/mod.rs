@@ -2,7 +2,8 @@
 //! iteration) on the device, calibrated on the device's own captures, with an accuracy gate.
 //!
 //! 1. The model is written out as a current-layout ONNX graph with its head (what `cvedge export`
-//!    writes), brought to opset 13 ([`qdq::upgrade_opset`]).
+//!    writes; TFLite and TensorFlow exports are rewritten as ONNX first, by [`crate::convert`]),
+//!    brought to opset 13 ([`qdq::upgrade_opset`]).
 //! 2. [`qdq::plan`] picks the backbone tensors to quantize; [`calibrate`] runs the float graph on
 //!    the calibration images and measures them (min/max and percentile ranges).
 //! 3. Each range method gives a candidate QDQ graph ([`qdq::apply`]), written to a scratch
@@ -26,7 +27,7 @@ use crate::classifier::{Classifier, LoadOptions};
 use crate::engine::EngineOptions;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::package::{ExportPackage, ModelFormat};
+use crate::package::ExportPackage;
 use crate::train::Progress;
 
 /// The record written beside the quantized model.
@@ -150,12 +151,6 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
     }
     let load = LoadOptions { engine: options.engine.clone(), ..Default::default() };
     let float = Classifier::load(model, &load)?;
-    if float.package.format != ModelFormat::Onnx {
-        return Err(refuse(
-            format!("{} is a {} export; quantization rewrites ONNX graphs only", float.package.origin.display(), float.package.format),
-            "export the project from Custom Vision as ONNX and quantize that (the TFLite/TensorFlow export keeps running in fp32)",
-        ));
-    }
     if float.facts.precision != crate::engine::Precision::Fp32 {
         return Err(refuse(
             format!("{} is already {} ", float.package.origin.display(), float.facts.precision),
@@ -166,7 +161,9 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
     let (calibration, holdout) = split(options)?;
 
     let base = ExportPackage::load(&float.package.origin)?;
-    let mut layout = crate::export::current_layout(&base.model_bytes, &base.model_path, &head)?;
+    let base_onnx = crate::convert::onnx_bytes(&base, &float)?;
+    let mut layout = crate::export::current_layout(&base_onnx, &base.model_path, &head)?;
+    drop(base_onnx);
     qdq::upgrade_opset(&mut layout.model)?;
     let graph = layout.model.graph.as_ref().expect("current_layout made a graph");
     let plan = qdq::plan(graph, &layout.cut.features);
