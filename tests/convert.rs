@@ -5,13 +5,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use cvedge::classifier::{Classifier, LoadOptions};
 use cvedge::engine::{onnxruntime_available, EngineChoice, EngineOptions, Generation};
 use cvedge::package::ModelFormat;
-use cvedge::preprocess::Preprocess;
 use cvedge::source::decode;
 
 /// The twin computes the same sums in another order.
@@ -36,31 +34,6 @@ fn assert_near(what: &str, got: &[f32], want: &[f32]) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!((g - w).abs() <= TOLERANCE, "{what}: output {i} is {g}, the original gives {w} ({got:?} vs {want:?})");
     }
-}
-
-/// The twin's probabilities in onnxruntime (Python), fed what cvedge's preprocessing makes.
-fn onnxruntime_probabilities(model: &Path, twin: &Classifier, frames: &[image::RgbImage]) -> Vec<Vec<f32>> {
-    let p = &twin.preprocessor;
-    let mut tensor = vec![0f32; p.tensor_len() * frames.len()];
-    for (frame, chunk) in frames.iter().zip(tensor.chunks_exact_mut(p.tensor_len())) {
-        p.prepare(frame, chunk);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tensor.f32");
-    std::fs::write(&file, tensor.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    let shape = format!("{},3,{},{}", frames.len(), p.height, p.width);
-    let out = Command::new("python3").arg(repo().join("scripts/run_onnx.py")).arg(model).arg(&file).arg(&shape).output().expect("python3 runs");
-    assert!(out.status.success(), "run_onnx.py {}: {}", model.display(), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn python_onnxruntime() -> bool {
-    let ok = Command::new("python3").args(["-c", "import onnxruntime"]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert_ne!(std::env::var("CVEDGE_REQUIRE_PEERS").as_deref(), Ok("1"), "CVEDGE_REQUIRE_PEERS=1 but python3 cannot import onnxruntime");
-        eprintln!("skipped onnxruntime check: pip install onnxruntime");
-    }
-    ok
 }
 
 /// Exports `model` as its ONNX twin and checks the twin against the original.

@@ -5,15 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 use common::*;
 use cvedge::classifier::{Classifier, Kind, LoadOptions};
 use cvedge::engine::{EngineOptions, TensorType};
 use cvedge::export::{export_onnx, ExportReport};
 use cvedge::head::{Activation, LinearHead};
-use cvedge::preprocess::{Layout, Preprocess};
 use cvedge::source::decode;
 
 const ITERATION: &str = "0c5e2a7d-4b1f-4e39-9d2a-6f7b8c9d0e1f";
@@ -47,47 +44,6 @@ fn assert_near(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!((g - w).abs() <= tolerance, "{what}: output {i} is {g}, expected {w} (got {got:?}, want {want:?})");
     }
-}
-
-/// Whether onnxruntime can be used; with `CVEDGE_REQUIRE_PEERS=1` (CI) it must be.
-fn onnxruntime_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    let available = *AVAILABLE.get_or_init(|| {
-        Command::new("python3").args(["-c", "import onnxruntime"]).output().map(|o| o.status.success()).unwrap_or(false)
-    });
-    if !available {
-        if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("CVEDGE_REQUIRE_PEERS=1 but `python3 -c \"import onnxruntime\"` fails: pip install onnxruntime");
-        }
-        eprintln!("skipped: onnxruntime not installed (pip install onnxruntime)");
-    }
-    available
-}
-
-/// Runs `scripts/run_onnx.py` on the images preprocessed as `classifier` does.
-fn onnxruntime_probabilities(model: &Path, classifier: &Classifier, frames: &[image::RgbImage]) -> Vec<Vec<f32>> {
-    let p = &classifier.preprocessor;
-    let mut tensor = vec![0f32; p.tensor_len() * frames.len()];
-    for (frame, chunk) in frames.iter().zip(tensor.chunks_exact_mut(p.tensor_len())) {
-        p.prepare(frame, chunk);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tensor.f32");
-    std::fs::write(&file, tensor.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    let shape = match p.layout {
-        Layout::Nchw => [frames.len(), 3, p.height, p.width],
-        Layout::Nhwc => [frames.len(), p.height, p.width, 3],
-    };
-    let shape = shape.map(|d| d.to_string()).join(",");
-    let out = Command::new("python3")
-        .arg(repo().join("scripts/run_onnx.py"))
-        .arg(model)
-        .arg(&file)
-        .arg(&shape)
-        .output()
-        .expect("python3 runs");
-    assert!(out.status.success(), "run_onnx.py {}: {}", model.display(), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("run_onnx.py output: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// An export in a temporary folder (removed on drop).
@@ -145,7 +101,7 @@ fn check_export(base_dir: &Path, images: &[PathBuf], activation: Activation, see
             assert_near(&format!("{what} {}", image.display()), &got, want, tolerance);
         }
         // onnxruntime has no kernels for opset 6 (Mul, Gemm); the base was not loadable there either.
-        if split && report.opset >= 7 && onnxruntime_available() {
+        if split && report.opset >= 7 && python_onnxruntime() {
             let got = onnxruntime_probabilities(&out.join("model.onnx"), &exported, &frames);
             assert_eq!(got.len(), frames.len());
             for ((got, want), image) in got.iter().zip(&want).zip(images) {

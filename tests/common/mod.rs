@@ -2,7 +2,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use cvedge::preprocess::Preprocess;
 
 use serde::Deserialize;
 
@@ -105,4 +109,45 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Whether Python's onnxruntime (the reference runtime) can be used; with `CVEDGE_REQUIRE_PEERS=1` (CI) it must be.
+pub fn python_onnxruntime() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    let available = *AVAILABLE.get_or_init(|| {
+        Command::new("python3").args(["-c", "import onnxruntime"]).output().map(|o| o.status.success()).unwrap_or(false)
+    });
+    if !available {
+        if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("CVEDGE_REQUIRE_PEERS=1 but `python3 -c \"import onnxruntime\"` fails: pip install onnxruntime");
+        }
+        eprintln!("skipped: onnxruntime not installed (pip install onnxruntime)");
+    }
+    available
+}
+
+/// Runs `scripts/run_onnx.py` on the images preprocessed as `classifier` does.
+pub fn onnxruntime_probabilities(model: &Path, classifier: &cvedge::Classifier, frames: &[image::RgbImage]) -> Vec<Vec<f32>> {
+    let p = &classifier.preprocessor;
+    let mut tensor = vec![0f32; p.tensor_len() * frames.len()];
+    for (frame, chunk) in frames.iter().zip(tensor.chunks_exact_mut(p.tensor_len())) {
+        p.prepare(frame, chunk);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tensor.f32");
+    std::fs::write(&file, tensor.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let shape = match p.layout {
+        cvedge::preprocess::Layout::Nchw => [frames.len(), 3, p.height, p.width],
+        cvedge::preprocess::Layout::Nhwc => [frames.len(), p.height, p.width, 3],
+    };
+    let shape = shape.map(|d| d.to_string()).join(",");
+    let out = Command::new("python3")
+        .arg(repo().join("scripts/run_onnx.py"))
+        .arg(model)
+        .arg(&file)
+        .arg(&shape)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "run_onnx.py {}: {}", model.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("run_onnx.py output: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
