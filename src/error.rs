@@ -54,6 +54,10 @@ pub enum Error {
     #[error("cannot quantize: {problem}; {fix}")]
     Quantize { problem: String, fix: String },
 
+    /// The prediction server cannot start (address, port, threads).
+    #[error("HTTP server: {problem}; {fix}")]
+    Serve { problem: String, fix: String },
+
     #[error("inference failed: {0}; this is a bug or an unsupported model, please report it with `cvedge inspect` output")]
     Inference(String),
 

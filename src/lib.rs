@@ -27,7 +27,8 @@
 //! [`config`] (its validated TOML), [`dataset`] (tagged captures for training), [`train`] and
 //! [`iteration`] (heads trained on the device), [`export`] (iterations back to ONNX exports),
 //! [`convert`] (TFLite and TensorFlow graphs as ONNX, so every export can be exported and quantized),
-//! [`quantize`] (int8 on the device, calibrated on its captures, behind an accuracy gate).
+//! [`quantize`] (int8 on the device, calibrated on its captures, behind an accuracy gate),
+//! [`serve`] (`cvedge serve`: the Custom Vision container's prediction API over HTTP).
 //!
 //! [`classifier::Classifier`] assembles package, preprocessing, engine and head from an export;
 //! [`prediction`] holds the cloud's prediction JSON.
@@ -47,6 +48,7 @@ pub mod package;
 pub mod prediction;
 pub mod preprocess;
 pub mod quantize;
+pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod train;

@@ -261,6 +261,15 @@ enum Command {
         #[arg(long, hide = true)]
         max_frames: Option<u64>,
     },
+    /// Answer predictions over HTTP like the Custom Vision container export: POST /image (raw
+    /// bytes or multipart imageData), POST /url ({"url": ...}), and the cloud's
+    /// /PROJECT/classify/iterations/NAME/image paths.
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        serve: cli::serve::ServeArgs,
+    },
     /// Describe an export: format, input, preprocessing, tags, output semantics.
     Inspect {
         #[command(flatten)]
@@ -337,6 +346,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Inspect { model, json } => inspect(&model, json),
+        Command::Serve { model, serve } => load(&model, None).and_then(|classifier| cli::serve::serve(classifier, serve)),
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),
         Command::Capture { tag, source, import, count, interval, data } => capture(&tag, source.as_deref(), &import, count, interval, &data),
         Command::Dataset { data } => dataset(&data),

@@ -2,4 +2,5 @@
 
 pub mod bench;
 pub mod quantize;
+pub mod serve;
 pub mod train;

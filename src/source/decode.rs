@@ -9,10 +9,16 @@ use crate::error::{Error, Result};
 /// Decodes an encoded image (JPEG, PNG, BMP, GIF, WebP, TIFF), applies its EXIF orientation and
 /// converts it to RGB8: alpha is dropped (as `PIL.Image.convert("RGB")` does), grey is replicated.
 pub fn decode(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
+    decode_bounded(bytes, origin, MAX_PIXELS)
+}
+
+/// As [`decode`], refusing images of more than `max_pixels` before decoding them: a server that
+/// decodes uploads from anyone bounds what one small, highly compressed file can make it allocate.
+pub fn decode_bounded(bytes: &[u8], origin: &str, max_pixels: usize) -> Result<image::RgbImage> {
     let image = if bytes.starts_with(&[0xff, 0xd8]) {
-        decode_jpeg(bytes, origin)?
+        decode_jpeg(bytes, origin, max_pixels)?
     } else {
-        decode_other(bytes, origin)?
+        decode_other(bytes, origin, max_pixels)?
     };
     if image.width() == 0 || image.height() == 0 {
         return Err(Error::image(origin, "the image has no pixels", "pass a non-empty image"));
@@ -23,6 +29,14 @@ pub fn decode(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
 /// Larger images would need gigabytes on a Pi; no camera frame comes close.
 const MAX_PIXELS: usize = 200_000_000;
 
+fn too_large(origin: &str, width: usize, height: usize, max_pixels: usize) -> Error {
+    Error::image(
+        origin,
+        format!("the image is {width}x{height}, larger than cvedge decodes ({} megapixels)", max_pixels / 1_000_000),
+        "scale it down first",
+    )
+}
+
 fn unreadable(origin: &str, e: &dyn std::fmt::Display) -> Error {
     Error::image(origin, format!("not a readable image ({e})"), "pass a JPEG, PNG, BMP, GIF, WebP or TIFF file")
 }
@@ -31,17 +45,13 @@ fn unreadable(origin: &str, e: &dyn std::fmt::Display) -> Error {
 /// pixels equal those the export's own Python code sees. CMYK/YCCK JPEGs, which libjpeg-turbo
 /// cannot turn into RGB, go to the pure-Rust decoder. A truncated or damaged JPEG is refused, as
 /// Pillow refuses it: classifying a half-grey frame would publish a confident wrong answer.
-fn decode_jpeg(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
+fn decode_jpeg(bytes: &[u8], origin: &str, max_pixels: usize) -> Result<image::RgbImage> {
     let header = turbojpeg::read_header(bytes).map_err(|e| unreadable(origin, &e))?;
-    if header.width.saturating_mul(header.height) > MAX_PIXELS {
-        return Err(Error::image(
-            origin,
-            format!("the image is {}x{}, larger than cvedge decodes ({} megapixels)", header.width, header.height, MAX_PIXELS / 1_000_000),
-            "scale it down first",
-        ));
+    if header.width.saturating_mul(header.height) > max_pixels {
+        return Err(too_large(origin, header.width, header.height, max_pixels));
     }
     if matches!(header.colorspace, turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK) {
-        return decode_other(bytes, origin);
+        return decode_other(bytes, origin, max_pixels);
     }
     let decoded = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| {
         Error::image(origin, format!("the JPEG is damaged or truncated ({e})"), "capture or copy the image again")
@@ -69,12 +79,16 @@ fn exif_orientation(bytes: &[u8]) -> image::metadata::Orientation {
     orientation.unwrap_or(image::metadata::Orientation::NoTransforms)
 }
 
-fn decode_other(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
+fn decode_other(bytes: &[u8], origin: &str, max_pixels: usize) -> Result<image::RgbImage> {
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| unreadable(origin, &e))?;
     if reader.format().is_none() {
         return Err(unreadable(origin, &"unknown format"));
     }
     let mut decoder = reader.into_decoder().map_err(|e| unreadable(origin, &e))?;
+    let (width, height) = decoder.dimensions();
+    if (width as usize).saturating_mul(height as usize) > max_pixels {
+        return Err(too_large(origin, width as usize, height as usize, max_pixels));
+    }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| unreadable(origin, &e))?;
     image.apply_orientation(orientation);

@@ -29,9 +29,26 @@ impl Url {
             Some(("https", _)) => return Err("https is not supported for MJPEG; use ffmpeg:https://... instead".into()),
             _ => return Err(format!("'{text}' is not an http:// URL; write e.g. mjpeg:http://192.168.1.20:81/stream")),
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        Url::parse_authority(text, rest, 80, "mjpeg:http://192.168.1.20:81/stream")
+    }
+
+    /// An `http://` or `https://` URL (default ports 80 and 443); true for https.
+    pub(crate) fn parse_web(text: &str) -> Result<(bool, Url), String> {
+        const EXAMPLE: &str = "https://example.com/photo.jpg";
+        let (tls, rest, port) = match text.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest, 80),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest, 443),
+            _ => return Err(format!("'{}' is not an http:// or https:// URL; write e.g. {EXAMPLE}", truncated(text))),
+        };
+        Ok((tls, Url::parse_authority(text, rest, port, EXAMPLE)?))
+    }
+
+    /// `[user:pass@]host[:port][/path]`, the part after `scheme://`.
+    fn parse_authority(text: &str, rest: &str, default_port: u16, example: &str) -> Result<Url, String> {
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+            Some(i) => (&rest[..i], rest[i..].to_string()),
+            None => (rest, "/".to_string()),
         };
         let (credentials, host_port) = match authority.rsplit_once('@') {
             Some((credentials, host_port)) => (Some(credentials.to_string()), host_port),
@@ -47,13 +64,13 @@ impl Url {
                 let port = &host_port[i + 1..];
                 (&host_port[..i], port.parse::<u16>().map_err(|_| format!("'{port}' in '{text}' is not a port number"))?)
             }
-            None => (host_port, 80),
+            None => (host_port, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         if host.is_empty() {
-            return Err(format!("'{text}' has no host; write e.g. mjpeg:http://192.168.1.20:81/stream"));
+            return Err(format!("'{text}' has no host; write e.g. {example}"));
         }
-        Ok(Url { host, port, path: path.to_string(), credentials })
+        Ok(Url { host, port, path, credentials })
     }
 
     pub fn without_credentials(&self) -> String {
@@ -91,15 +108,24 @@ pub fn get(url: &Url, timeout: Duration) -> io::Result<Response> {
             Err(e) => last_error = e,
         }
     }
-    let mut stream = stream.ok_or(last_error)?;
+    let stream = stream.ok_or(last_error)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let mut request = format!("GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: cvedge\r\nAccept: */*\r\nConnection: close\r\n", url.path, url.host);
+    exchange(stream, url, 80)
+}
+
+/// Sends a GET for `url` over an open connection (plain TCP, TLS, ...) and reads the response
+/// head; the body is left to stream. `default_port` is the scheme's, left out of `Host`.
+pub(crate) fn exchange<S: Read + Write + Send + 'static>(mut stream: S, url: &Url, default_port: u16) -> io::Result<Response> {
+    let host = if url.host.contains(':') { format!("[{}]", url.host) } else { url.host.clone() };
+    let host = if url.port == default_port { host } else { format!("{host}:{}", url.port) };
+    let mut request = format!("GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: cvedge\r\nAccept: */*\r\nConnection: close\r\n", url.path);
     if let Some(credentials) = &url.credentials {
         request += &format!("Authorization: Basic {}\r\n", base64(credentials.as_bytes()));
     }
     request += "\r\n";
     stream.write_all(request.as_bytes())?;
+    stream.flush()?;
 
     let mut reader = BufReader::new(stream);
     let status_line = read_line(&mut reader)?;
@@ -109,11 +135,22 @@ pub fn get(url: &Url, timeout: Duration) -> io::Result<Response> {
         return Err(invalid(format!("not an HTTP response (it starts with {:?})", truncated(&status_line))));
     };
     let reason = fields.next().unwrap_or("").to_string();
+    let headers = read_headers(&mut reader)?;
+    let mut response = Response { status, reason, headers, body: Box::new(reader) };
+    if response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let body = std::mem::replace(&mut response.body, Box::new(io::empty()));
+        response.body = Box::new(BufReader::new(Chunked::new(body)));
+    }
+    Ok(response)
+}
+
+/// Header lines up to the empty line, names lower-cased (requests and responses alike).
+pub(crate) fn read_headers(reader: &mut impl BufRead) -> io::Result<Vec<(String, String)>> {
     let mut headers = vec![];
     loop {
-        let line = read_line(&mut reader)?;
+        let line = read_line(reader)?;
         if line.is_empty() {
-            break;
+            return Ok(headers);
         }
         if headers.len() == MAX_HEADERS {
             return Err(invalid(format!("more than {MAX_HEADERS} headers")));
@@ -121,12 +158,6 @@ pub fn get(url: &Url, timeout: Duration) -> io::Result<Response> {
         let (name, value) = line.split_once(':').ok_or_else(|| invalid(format!("malformed header {:?}", truncated(&line))))?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
     }
-    let mut response = Response { status, reason, headers, body: Box::new(reader) };
-    if response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        let body = std::mem::replace(&mut response.body, Box::new(io::empty()));
-        response.body = Box::new(BufReader::new(Chunked { inner: body, left: 0, done: false }));
-    }
-    Ok(response)
 }
 
 /// Reads one CRLF- or LF-terminated line of at most `MAX_LINE` bytes, without the terminator.
@@ -151,12 +182,18 @@ fn truncated(text: &str) -> String {
     text.chars().take(60).collect()
 }
 
-/// The body of a `Transfer-Encoding: chunked` response.
-struct Chunked<R> {
+/// The body of a `Transfer-Encoding: chunked` message (a camera's response, a client's request).
+pub(crate) struct Chunked<R> {
     inner: R,
     /// Bytes left in the current chunk.
     left: u64,
     done: bool,
+}
+
+impl<R> Chunked<R> {
+    pub(crate) fn new(inner: R) -> Chunked<R> {
+        Chunked { inner, left: 0, done: false }
+    }
 }
 
 impl<R: BufRead> Read for Chunked<R> {
@@ -215,6 +252,11 @@ mod tests {
         assert!(Url::parse("cam/x").is_err());
         let url = Url::parse("http://[::1]:81/s").unwrap();
         assert_eq!((url.host.as_str(), url.port, url.without_credentials().as_str()), ("::1", 81, "http://[::1]:81/s"));
+        let (tls, url) = Url::parse_web("HTTPS://example.com?q=1").unwrap();
+        assert_eq!((tls, url.host.as_str(), url.port, url.path.as_str()), (true, "example.com", 443, "/?q=1"));
+        assert_eq!(Url::parse_web("http://example.com:8080/a.jpg").unwrap().1.port, 8080);
+        assert!(Url::parse_web("file:///etc/passwd").unwrap_err().contains("not an http:// or https:// URL"));
+        assert!(Url::parse_web("https:///x").unwrap_err().contains("has no host"));
     }
 
     #[test]

@@ -11,10 +11,10 @@
 mod decode;
 mod ffmpeg;
 mod file;
-mod http;
+pub(crate) mod http;
 mod jpeg_stream;
 mod mjpeg;
-mod multipart;
+pub(crate) mod multipart;
 mod pace;
 mod spec;
 mod stream_error;
@@ -23,7 +23,7 @@ mod v4l;
 
 use std::time::SystemTime;
 
-pub use decode::decode;
+pub use decode::{decode, decode_bounded};
 pub use ffmpeg::FfmpegSource;
 pub use file::{images_in, is_image, FileSource};
 pub use mjpeg::MjpegSource;

@@ -1,4 +1,5 @@
-//! Parts of a `multipart/x-mixed-replace` body, the way MJPEG cameras send frames over HTTP.
+//! Parts of a `multipart/x-mixed-replace` body, the way MJPEG cameras send frames over HTTP, or of
+//! a `multipart/form-data` upload (the image field posted to `cvedge serve`).
 //!
 //! A part's Content-Length is trusted when present (ESP32-CAM and ffmpeg send it); otherwise the
 //! part runs to the next boundary line. Cameras disagree on whether the boundary parameter includes
@@ -13,6 +14,9 @@ use super::stream_error::{ended_mid_frame, invalid};
 /// Non-boundary bytes tolerated before a part (preamble, trailing CRLFs, a wrong Content-Length).
 const MAX_SKIP: usize = 64 * 1024;
 const MAX_PART_HEADERS: usize = 32;
+
+/// A part's headers (names lower-cased) and body.
+pub type Part = (Vec<(String, String)>, Vec<u8>);
 
 pub struct Multipart<R> {
     reader: R,
@@ -31,15 +35,29 @@ impl<R: BufRead> Multipart<R> {
         Multipart { reader, delimiter, at_part: false, ended: false, max_part_bytes }
     }
 
+    /// A `multipart/form-data` body, where the delimiter is exactly `--` and the boundary (RFC
+    /// 2046; curl's boundaries start with dashes of their own, which must not be taken for it).
+    pub fn form(reader: R, boundary: &str, max_part_bytes: usize) -> Multipart<R> {
+        let delimiter = Some(format!("--{boundary}").into_bytes());
+        Multipart { reader, delimiter, at_part: false, ended: false, max_part_bytes }
+    }
+
     /// The next part's body; `None` when the stream closes between parts or sends the final
     /// delimiter. Errors (a cut, oversized or undelimited part) leave the stream unusable.
     pub fn next_part(&mut self) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.next_part_with_headers()?.map(|(_, body)| body))
+    }
+
+    /// As [`Multipart::next_part`], with the part's headers (names lower-cased): a form upload's
+    /// `Content-Disposition` names its field.
+    pub fn next_part_with_headers(&mut self) -> io::Result<Option<Part>> {
         if self.ended || (!self.at_part && !self.skip_to_delimiter()?) {
             self.ended = true;
             return Ok(None);
         }
         self.at_part = false;
         let mut content_length = None;
+        let mut headers = vec![];
         for count in 0.. {
             let line = read_line(&mut self.reader).map_err(ended_mid_frame)?;
             if line.is_empty() {
@@ -49,23 +67,26 @@ impl<R: BufRead> Multipart<R> {
                 return Err(invalid(format!("a part has more than {MAX_PART_HEADERS} headers")));
             }
             if let Some((name, value)) = line.split_once(':') {
-                if name.trim().eq_ignore_ascii_case("content-length") {
-                    let n = value.trim().parse::<u64>().map_err(|_| invalid(format!("bad part Content-Length {:?}", value.trim())))?;
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+                if name == "content-length" {
+                    let n = value.parse::<u64>().map_err(|_| invalid(format!("bad part Content-Length {value:?}")))?;
                     content_length = Some(n);
                 }
+                headers.push((name, value.to_string()));
             }
         }
-        match content_length {
+        let body = match content_length {
             Some(n) if n > self.max_part_bytes as u64 => {
-                Err(invalid(format!("a part announces {n} bytes, more than the {} allowed for a frame", self.max_part_bytes)))
+                return Err(invalid(format!("a part announces {n} bytes, more than the {} allowed for a frame", self.max_part_bytes)))
             }
             Some(n) => {
                 let mut body = vec![0; n as usize];
                 self.reader.read_exact(&mut body).map_err(ended_mid_frame)?;
-                Ok(Some(body))
+                body
             }
-            None => self.read_to_delimiter().map(Some),
-        }
+            None => self.read_to_delimiter()?,
+        };
+        Ok(Some((headers, body)))
     }
 
     /// Consumes lines up to and including a delimiter line; false at the end of the stream.
@@ -179,6 +200,16 @@ mod tests {
         for boundary in [Some("xyz"), Some("--xyz"), None] {
             assert_eq!(parts(wire, boundary, 100).0, vec![b"A".to_vec(), b"B".to_vec()], "{boundary:?}");
         }
+    }
+
+    #[test]
+    fn form_boundaries_are_taken_literally() {
+        // curl's boundary starts with dashes of its own; the delimiter is `--` and all of them.
+        let wire = b"----abc\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n------abc\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\ny\r\n------abc--\r\n";
+        let mut form = Multipart::form(&wire[..], "----abc", 100);
+        let (headers, body) = form.next_part_with_headers().unwrap().unwrap();
+        assert_eq!((headers[0].0.as_str(), body.as_slice()), ("content-disposition", &b"y"[..]));
+        assert!(form.next_part().unwrap().is_none());
     }
 
     #[test]

@@ -10,6 +10,8 @@ use cvedge::preprocess::Preprocess;
 
 use serde::Deserialize;
 
+pub mod serve;
+
 /// Probabilities must match the reference runtime this closely.
 pub const TOLERANCE: f32 = 1e-3;
 

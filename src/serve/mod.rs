@@ -1,0 +1,372 @@
+//! `cvedge serve`: the Custom Vision container export's prediction API over HTTP, as a drop-in
+//! replacement for the container (same paths, same JSON), on any export cvedge loads.
+//!
+//! # Layout
+//! ```text
+//! acceptor ──connection──▶ connection threads ──image──▶ inference queue ──▶ workers (decode, classify)
+//!    │ all busy                (max_connections)              │ full: 503 + Retry-After
+//!    ▼                          read, route, /url fetch
+//! rejecters: 503, close
+//! ```
+//!
+//! - [`http`]: the server's side of HTTP/1.1 (request head and body within time and size limits,
+//!   responses, keep-alive, closing without resetting a client that is still sending).
+//! - [`routes`]: the container's paths (and the cloud's prefix), the `{"code","message"}` errors,
+//!   and where the image is in a body (raw, or the multipart field `imageData`).
+//! - [`pool`]: the bounded queue and the workers that share the current model (`Classifier` is
+//!   `Sync`: the engines run concurrently or lock inside).
+//! - [`fetch`]: `POST /url`'s download, refusing non-public addresses unless allowed.
+//!
+//! Every stage is bounded: connection threads, the queue of accepted connections, the inference
+//! queue and the workers, so a burst of clients costs at most `max_connections` bodies of 4 MB
+//! and `workers` decoded images, and whoever does not fit is told 503 with `Retry-After`. Stopping
+//! ([`Server::stop`]) closes the listener, lets requests being served finish and joins every thread.
+
+pub mod fetch;
+pub mod http;
+pub mod pool;
+pub mod routes;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+
+use crate::daemon::worker::CurrentModel;
+use crate::error::{Error, Result};
+use crate::prediction::{ContainerResponse, PredictionResponse};
+use fetch::{FetchError, FetchLimits, Fetcher};
+use http::{Conn, ReadError, Request, Response};
+use pool::{Pool, Refused};
+use routes::{ApiError, Route};
+
+/// The container's limit on a request body (Flask's `MAX_CONTENT_LENGTH`), and the cloud's.
+pub const MAX_IMAGE_BYTES: usize = 4 * 1024 * 1024;
+/// A `/url` request is a small JSON object.
+const MAX_URL_BODY: usize = 64 * 1024;
+/// What `GET /` answers, word for word as the container's `app.py` does (health checks match it).
+pub const INDEX_TEXT: &str = "CustomVision.ai model host harness";
+/// How long a new connection may take to send its first request, and a kept-alive one its next.
+const FIRST_REQUEST_IDLE: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(5);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Threads that turn connections away with 503 while every connection thread is busy, and the
+/// connections that may wait for them; past that the acceptor waits, and new connections wait in
+/// the kernel's listen backlog.
+const REJECTERS: usize = 2;
+const REJECT_BACKLOG: usize = 16;
+
+/// The JSON a prediction is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseFormat {
+    /// The container export's: labels.txt order, 8 decimals, empty ids, `created` without `Z`.
+    #[default]
+    Container,
+    /// The cloud's (and `cvedge predict --json`'s): sorted by probability, an id, the iteration,
+    /// `created` with `Z`.
+    Cloud,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// `HOST:PORT` to listen on.
+    pub addr: String,
+    /// Inference threads; 0 = one per core.
+    pub workers: usize,
+    /// Images waiting for a worker before new ones are answered 503.
+    pub queue: usize,
+    /// Connections served at once (each holds at most one request body).
+    pub max_connections: usize,
+    /// When set, prediction requests must carry it in `Prediction-Key`.
+    pub api_key: Option<String>,
+    /// Let `/url` fetch from loopback, private and link-local addresses.
+    pub allow_private_urls: bool,
+    pub format: ResponseFormat,
+    /// `/url` download limits.
+    pub url_timeout: Duration,
+    pub url_max_redirects: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            addr: "127.0.0.1:8080".into(),
+            workers: 0,
+            queue: 16,
+            max_connections: 32,
+            api_key: None,
+            allow_private_urls: false,
+            format: ResponseFormat::Container,
+            url_timeout: Duration::from_secs(10),
+            url_max_redirects: 3,
+        }
+    }
+}
+
+/// What every connection thread shares.
+struct Shared {
+    options: ServeOptions,
+    workers: usize,
+    pool: Pool,
+    fetcher: Fetcher,
+    stop: AtomicBool,
+}
+
+/// A running server; [`Server::stop`] (or dropping it) stops it.
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(body).map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))
+}
+
+impl Server {
+    /// Listens on `options.addr` and starts the threads; predictions use whatever model `model`
+    /// holds when a worker takes the image (so a daemon's reload applies here too).
+    pub fn start(model: CurrentModel, options: ServeOptions) -> Result<Server> {
+        let serve_error = |problem: String, fix: &str| Error::Serve { problem, fix: fix.to_string() };
+        let addr = options
+            .addr
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| serve_error(format!("'{}' is not an address to listen on", options.addr), "give HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"))?;
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            let fix = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => "use a port above 1023 (e.g. --addr 0.0.0.0:8080), or give cvedge the CAP_NET_BIND_SERVICE capability for port 80",
+                std::io::ErrorKind::AddrInUse => "stop what listens there (the Custom Vision container?) or choose another port",
+                _ => "choose an address of this machine, e.g. 127.0.0.1:8080",
+            };
+            serve_error(format!("cannot listen on {addr} ({e})"), fix)
+        })?;
+        let addr = listener.local_addr().map_err(|e| serve_error(format!("cannot listen on {addr} ({e})"), "choose another address"))?;
+        if options.api_key.is_none() && !addr.ip().is_loopback() {
+            log::warn!("listening on {addr} without an API key: anyone who can reach this address can use the model (set --api-key)");
+        }
+        let workers = match options.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let limits = FetchLimits {
+            allow_private: options.allow_private_urls,
+            max_bytes: MAX_IMAGE_BYTES,
+            timeout: options.url_timeout,
+            max_redirects: options.url_max_redirects,
+        };
+        let pool = Pool::start(model, workers, options.queue.max(1))?;
+        let max_connections = options.max_connections.max(1);
+        let shared = Arc::new(Shared { options, workers, pool, fetcher: Fetcher::new(limits), stop: AtomicBool::new(false) });
+        let (connections, accepted) = bounded::<TcpStream>(max_connections);
+        let (rejects, rejected) = bounded::<TcpStream>(REJECT_BACKLOG);
+        let mut threads = vec![];
+        for i in 0..max_connections {
+            let (accepted, shared) = (accepted.clone(), shared.clone());
+            threads.push(spawn(format!("serve-conn-{i}"), move || {
+                for stream in accepted.iter() {
+                    serve_connection(stream, &shared);
+                }
+            })?);
+        }
+        for i in 0..REJECTERS {
+            let (rejected, shared) = (rejected.clone(), shared.clone());
+            threads.push(spawn(format!("serve-reject-{i}"), move || reject_all(rejected, &shared))?);
+        }
+        let accept_shared = shared.clone();
+        let acceptor = spawn("serve-accept".into(), move || accept_all(listener, &accept_shared, connections, rejects))?;
+        log::info!("serving predictions on http://{addr} ({workers} workers)");
+        Ok(Server { addr, shared, acceptor: Some(acceptor), threads })
+    }
+
+    /// The address listened on (the port chosen when `:0` was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets the requests being served finish, and joins every thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else { return };
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // The acceptor blocks in accept(): one connection of our own wakes it to see the flag.
+        let wake = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), self.addr.port()),
+            IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), self.addr.port()),
+            _ => self.addr,
+        };
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        let _ = acceptor.join();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.shared.pool.stop();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_all(listener: TcpListener, shared: &Shared, connections: Sender<TcpStream>, rejects: Sender<TcpStream>) {
+    for stream in listener.incoming() {
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match stream {
+            Ok(stream) => match connections.try_send(stream) {
+                Ok(()) => {}
+                // Every connection thread is busy and as many connections wait: turned away.
+                Err(TrySendError::Full(stream)) => {
+                    if rejects.send(stream).is_err() {
+                        return;
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            },
+            // Out of file descriptors, most likely: back off instead of spinning.
+            Err(e) => {
+                log::warn!("accepting a connection failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Answers connections no thread could take with 503, after reading their request (a client
+/// still sending would otherwise see a reset connection instead of the answer).
+fn reject_all(rejected: Receiver<TcpStream>, shared: &Shared) {
+    for stream in rejected.iter() {
+        let Ok(mut conn) = Conn::new(stream, Duration::from_secs(1)) else { continue };
+        conn.request_time = Duration::from_secs(1);
+        if let Ok(request) = conn.next_request(Duration::from_secs(1), &shared.stop) {
+            let error = busy(format!("all {} connections are in use", shared.options.max_connections.max(1)));
+            let _ = conn.respond(&error.response(), false, request.method == "HEAD");
+        }
+        conn.close_lingering();
+    }
+}
+
+fn busy(what: String) -> ApiError {
+    let mut error = ApiError::new(503, "ServiceUnavailable", format!("{what}; retry in a second, or start cvedge serve with more --workers or a longer --queue"));
+    error.headers.push(("Retry-After", "1".into()));
+    error
+}
+
+fn serve_connection(stream: TcpStream, shared: &Shared) {
+    // Small answers on a kept-alive connection must not wait for Nagle's algorithm.
+    let _ = stream.set_nodelay(true);
+    let Ok(mut conn) = Conn::new(stream, WRITE_TIMEOUT) else { return };
+    let mut idle = FIRST_REQUEST_IDLE;
+    loop {
+        let request = match conn.next_request(idle, &shared.stop) {
+            Ok(request) => request,
+            Err(ReadError::Closed) => return,
+            Err(e) => {
+                let _ = conn.respond(&read_error(e, MAX_IMAGE_BYTES).response(), false, false);
+                return conn.close_lingering();
+            }
+        };
+        idle = KEEP_ALIVE_IDLE;
+        let started = std::time::Instant::now();
+        let (response, body_read) = handle(&mut conn, &request, shared);
+        log::debug!("{} {} -> {} in {:.1} ms", request.method, request.path, response.status, started.elapsed().as_secs_f64() * 1e3);
+        let unread = request.has_body() && !body_read;
+        let keep_alive = request.keep_alive() && !unread && !shared.stop.load(Ordering::Relaxed);
+        if conn.respond(&response, keep_alive, request.method == "HEAD").is_err() {
+            return;
+        }
+        if unread {
+            return conn.close_lingering();
+        }
+        if !keep_alive {
+            return;
+        }
+    }
+}
+
+fn read_error(e: ReadError, limit: usize) -> ApiError {
+    match e {
+        ReadError::TooLarge(size) => {
+            let size = size.map_or("larger".to_string(), |n| format!("{n} bytes,"));
+            let fix = if limit == MAX_IMAGE_BYTES { "send an image of at most 4 MB" } else { "send a small JSON object {\"url\": ...}" };
+            ApiError::new(413, "BadRequestImageSizeBytes", format!("the request body is {size} more than the {limit} bytes allowed; {fix}"))
+        }
+        ReadError::TimedOut => {
+            ApiError::new(408, "RequestTimeout", format!("the request did not arrive within {} s; send it at once", http::REQUEST_TIME.as_secs()))
+        }
+        ReadError::Bad(problem) => ApiError::bad_request(format!("the request is not HTTP/1.1 as expected ({problem}); use an HTTP client")),
+        ReadError::Closed => ApiError::bad_request("the connection closed"),
+    }
+}
+
+/// Answers one request; the flag says whether its body was read.
+fn handle(conn: &mut Conn, request: &Request, shared: &Shared) -> (Response, bool) {
+    let route = match routes::route(&request.method, &request.path) {
+        Ok(route) => route,
+        Err(error) => return (error.response(), false),
+    };
+    if matches!(route, Route::Image | Route::Url) {
+        if let Err(error) = authorize(request, shared.options.api_key.as_deref()) {
+            return (error.response(), false);
+        }
+    }
+    let (limit, body) = match route {
+        Route::Index => return (Response::text(200, "text/html; charset=utf-8", INDEX_TEXT), false),
+        Route::Image => (MAX_IMAGE_BYTES, conn.read_body(request, MAX_IMAGE_BYTES)),
+        Route::Url => (MAX_URL_BODY, conn.read_body(request, MAX_URL_BODY)),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(ReadError::Closed) => return (ApiError::bad_request("the connection closed").response(), false),
+        Err(e) => return (read_error(e, limit).response(), false),
+    };
+    let result = match route {
+        Route::Url => routes::image_url(&body).and_then(|url| shared.fetcher.fetch(&url).map_err(fetch_error)),
+        _ => routes::image_bytes(request.header("content-type"), body, MAX_IMAGE_BYTES),
+    };
+    (result.and_then(|image| predict(shared, image)).unwrap_or_else(|e| e.response()), true)
+}
+
+/// The `Prediction-Key` check, in constant time (the key is compared whole, whatever differs).
+fn authorize(request: &Request, key: Option<&str>) -> std::result::Result<(), ApiError> {
+    let Some(key) = key else { return Ok(()) };
+    let given = request.header("prediction-key").unwrap_or("");
+    let same = given.len() == key.len() && given.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same {
+        return Ok(());
+    }
+    let problem = if given.is_empty() { "this server needs a Prediction-Key header" } else { "the Prediction-Key header is not this server's key" };
+    Err(ApiError::new(401, "Unauthorized", format!("{problem}; send the key cvedge serve was started with (--api-key)")))
+}
+
+fn fetch_error(e: FetchError) -> ApiError {
+    ApiError::new(400, "BadRequestImageUrl", e.to_string())
+}
+
+fn predict(shared: &Shared, image: Vec<u8>) -> std::result::Result<Response, ApiError> {
+    let answer = shared.pool.submit(image).map_err(|refused| match refused {
+        Refused::Busy => busy(format!("all {} workers are busy and {} images are waiting", shared.workers, shared.pool.capacity())),
+        Refused::Stopping => busy("the server is stopping".into()),
+    })?;
+    let done = answer.recv().map_err(|_| ApiError::new(500, "InternalServerError", "the inference worker stopped; retry, and report it if it happens again"))?;
+    let done = done.map_err(|e| match e {
+        Error::Image { .. } => ApiError::new(400, "BadRequestImageFormat", e.to_string()),
+        _ => ApiError::new(500, "InternalServerError", e.to_string()),
+    })?;
+    let (labels, probabilities) = (&done.model.labels, &done.classification.probabilities);
+    Ok(match shared.options.format {
+        ResponseFormat::Container => Response::json(200, &ContainerResponse::new(labels, probabilities, SystemTime::now())),
+        ResponseFormat::Cloud => Response::json(200, &PredictionResponse::new(labels, probabilities, &done.model.iteration_id)),
+    })
+}
