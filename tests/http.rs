@@ -227,6 +227,54 @@ fn an_api_key_guards_a_network_bind() {
 }
 
 #[test]
+fn health_and_metrics_report_the_model_and_the_requests() {
+    let server = serve(&["--engine", "tract", "--workers", "1"]);
+    let health = get(server.addr, "/health");
+    assert_eq!(health.status, 200);
+    let health = health.json();
+    assert_eq!((health["status"].as_str(), health["engine"].as_str(), health["workers"].as_u64()), (Some("ok"), Some("tract"), Some(1)));
+    assert_eq!(health["tags"].as_array().unwrap().len(), labels().len());
+    for name in ["cat.jpg", "dog.jpg"] {
+        assert_eq!(post(server.addr, "/image", "image/jpeg", &sample(name)).status, 200);
+    }
+    assert_eq!(post(server.addr, "/image", "image/jpeg", b"nope").status, 400);
+    assert_eq!(get(server.addr, "/nowhere").status, 404);
+    let answer = get(server.addr, "/metrics");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let text = answer.text();
+    // Every sample line is `name{labels} value` of a family declared with HELP and TYPE.
+    let mut declared = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            declared.insert(rest.split(' ').next().unwrap().to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        assert!(value.parse::<f64>().is_ok(), "{line:?}");
+        let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s).filter(|f| declared.contains(*f))).unwrap_or(name);
+        assert!(declared.contains(family), "{name} has no # TYPE line before it");
+    }
+    for sample in [
+        "cvedge_http_requests_total{route=\"image\",code=\"200\"} 2",
+        "cvedge_http_requests_total{route=\"image\",code=\"400\"} 1",
+        "cvedge_http_requests_total{route=\"none\",code=\"404\"} 1",
+        "cvedge_http_requests_total{route=\"health\",code=\"200\"} 1",
+        "cvedge_http_prediction_seconds_count 2",
+        "cvedge_http_prediction_seconds_bucket{le=\"+Inf\"} 2",
+        "cvedge_http_queue_depth 0",
+        "cvedge_http_workers 1",
+    ] {
+        assert!(text.lines().any(|l| l == sample), "no line {sample:?} in\n{text}");
+    }
+    assert!(text.contains("cvedge_model_info{model=\"models/demo\",iteration=\"4f5a0c1e-7d2b-4c8e-9a61-3b0d2e5f7a11\",engine=\"tract\"} 1"), "{text}");
+}
+
+#[test]
 fn sigterm_stops_the_server_cleanly() {
     let mut server = serve(&[]);
     assert_eq!(post(server.addr, "/image", "image/jpeg", &sample("eagle.jpg")).status, 200);

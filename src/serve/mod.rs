@@ -16,6 +16,8 @@
 //! - [`pool`]: the bounded queue and the workers that share the current model (`Classifier` is
 //!   `Sync`: the engines run concurrently or lock inside).
 //! - [`fetch`]: `POST /url`'s download, refusing non-public addresses unless allowed.
+//! - [`metrics`]: what `GET /metrics` reports (Prometheus text); `GET /health` says what is
+//!   loaded and how full the queue is.
 //!
 //! Every stage is bounded: connection threads, the queue of accepted connections, the inference
 //! queue and the workers, so a burst of clients costs at most `max_connections` bodies of 4 MB
@@ -24,6 +26,7 @@
 
 pub mod fetch;
 pub mod http;
+pub mod metrics;
 pub mod pool;
 pub mod routes;
 
@@ -31,7 +34,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, T
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
@@ -40,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::prediction::{ContainerResponse, PredictionResponse};
 use fetch::{FetchError, FetchLimits, Fetcher};
 use http::{Conn, ReadError, Request, Response};
+use metrics::HttpMetrics;
 use pool::{Pool, Refused};
 use routes::{ApiError, Route};
 
@@ -109,10 +113,13 @@ impl Default for ServeOptions {
 /// What every connection thread shares.
 struct Shared {
     options: ServeOptions,
+    model: CurrentModel,
     workers: usize,
     pool: Pool,
     fetcher: Fetcher,
     stop: AtomicBool,
+    metrics: HttpMetrics,
+    started: Instant,
 }
 
 /// A running server; [`Server::stop`] (or dropping it) stops it.
@@ -160,9 +167,18 @@ impl Server {
             timeout: options.url_timeout,
             max_redirects: options.url_max_redirects,
         };
-        let pool = Pool::start(model, workers, options.queue.max(1))?;
+        let pool = Pool::start(model.clone(), workers, options.queue.max(1))?;
         let max_connections = options.max_connections.max(1);
-        let shared = Arc::new(Shared { options, workers, pool, fetcher: Fetcher::new(limits), stop: AtomicBool::new(false) });
+        let shared = Arc::new(Shared {
+            options,
+            model,
+            workers,
+            pool,
+            fetcher: Fetcher::new(limits),
+            stop: AtomicBool::new(false),
+            metrics: HttpMetrics::default(),
+            started: Instant::now(),
+        });
         let (connections, accepted) = bounded::<TcpStream>(max_connections);
         let (rejects, rejected) = bounded::<TcpStream>(REJECT_BACKLOG);
         let mut threads = vec![];
@@ -251,6 +267,7 @@ fn reject_all(rejected: Receiver<TcpStream>, shared: &Shared) {
         conn.request_time = Duration::from_secs(1);
         if let Ok(request) = conn.next_request(Duration::from_secs(1), &shared.stop) {
             let error = busy(format!("all {} connections are in use", shared.options.max_connections.max(1)));
+            shared.metrics.request("none", 503);
             let _ = conn.respond(&error.response(), false, request.method == "HEAD");
         }
         conn.close_lingering();
@@ -279,7 +296,8 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         };
         idle = KEEP_ALIVE_IDLE;
         let started = std::time::Instant::now();
-        let (response, body_read) = handle(&mut conn, &request, shared);
+        let (response, body_read, route) = handle(&mut conn, &request, shared);
+        shared.metrics.request(route, response.status);
         log::debug!("{} {} -> {} in {:.1} ms", request.method, request.path, response.status, started.elapsed().as_secs_f64() * 1e3);
         let unread = request.has_body() && !body_read;
         let keep_alive = request.keep_alive() && !unread && !shared.stop.load(Ordering::Relaxed);
@@ -310,32 +328,77 @@ fn read_error(e: ReadError, limit: usize) -> ApiError {
     }
 }
 
-/// Answers one request; the flag says whether its body was read.
-fn handle(conn: &mut Conn, request: &Request, shared: &Shared) -> (Response, bool) {
+/// Answers one request: the response, whether the request's body was read, and the route's name
+/// for the metrics.
+fn handle(conn: &mut Conn, request: &Request, shared: &Shared) -> (Response, bool, &'static str) {
     let route = match routes::route(&request.method, &request.path) {
         Ok(route) => route,
-        Err(error) => return (error.response(), false),
+        Err(error) => return (error.response(), false, "none"),
     };
+    let name = route.name();
     if matches!(route, Route::Image | Route::Url) {
         if let Err(error) = authorize(request, shared.options.api_key.as_deref()) {
-            return (error.response(), false);
+            return (error.response(), false, name);
         }
     }
     let (limit, body) = match route {
-        Route::Index => return (Response::text(200, "text/html; charset=utf-8", INDEX_TEXT), false),
+        Route::Index => return (Response::text(200, "text/html; charset=utf-8", INDEX_TEXT), false, name),
+        Route::Health => return (Response::json(200, &health(shared)), false, name),
+        Route::Metrics => return (Response::text(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(shared)), false, name),
         Route::Image => (MAX_IMAGE_BYTES, conn.read_body(request, MAX_IMAGE_BYTES)),
         Route::Url => (MAX_URL_BODY, conn.read_body(request, MAX_URL_BODY)),
     };
     let body = match body {
         Ok(body) => body,
-        Err(ReadError::Closed) => return (ApiError::bad_request("the connection closed").response(), false),
-        Err(e) => return (read_error(e, limit).response(), false),
+        Err(ReadError::Closed) => return (ApiError::bad_request("the connection closed").response(), false, name),
+        Err(e) => return (read_error(e, limit).response(), false, name),
     };
     let result = match route {
         Route::Url => routes::image_url(&body).and_then(|url| shared.fetcher.fetch(&url).map_err(fetch_error)),
         _ => routes::image_bytes(request.header("content-type"), body, MAX_IMAGE_BYTES),
     };
-    (result.and_then(|image| predict(shared, image)).unwrap_or_else(|e| e.response()), true)
+    (result.and_then(|image| predict(shared, image)).unwrap_or_else(|e| e.response()), true, name)
+}
+
+/// `GET /health`: what is loaded and how busy the server is.
+fn health(shared: &Shared) -> serde_json::Value {
+    let model = shared.model.get();
+    serde_json::json!({
+        "status": "ok",
+        "model": model.package.origin.display().to_string(),
+        "iteration": model.iteration_id,
+        "engine": model.engine.name(),
+        "tags": model.labels,
+        "workers": shared.workers,
+        "queued": shared.pool.queued(),
+        "queue": shared.pool.capacity(),
+        "uptime_s": shared.started.elapsed().as_secs(),
+    })
+}
+
+/// `GET /metrics`: the model, the queue and the request counters.
+fn metrics_text(shared: &Shared) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let model = shared.model.get();
+    metrics::family(&mut out, "cvedge_model_info", "gauge", "The model being served (always 1).");
+    let _ = writeln!(
+        out,
+        "cvedge_model_info{{model=\"{}\",iteration=\"{}\",engine=\"{}\"}} 1",
+        metrics::label(&model.package.origin.display().to_string()),
+        metrics::label(&model.iteration_id),
+        model.engine.name()
+    );
+    metrics::family(&mut out, "cvedge_uptime_seconds", "gauge", "Seconds since the server started.");
+    let _ = writeln!(out, "cvedge_uptime_seconds {}", shared.started.elapsed().as_secs());
+    metrics::family(&mut out, "cvedge_http_workers", "gauge", "Inference threads.");
+    let _ = writeln!(out, "cvedge_http_workers {}", shared.workers);
+    metrics::family(&mut out, "cvedge_http_queue_depth", "gauge", "Posted images waiting for a worker.");
+    let _ = writeln!(out, "cvedge_http_queue_depth {}", shared.pool.queued());
+    metrics::family(&mut out, "cvedge_http_queue_capacity", "gauge", "Images that may wait before requests are answered 503.");
+    let _ = writeln!(out, "cvedge_http_queue_capacity {}", shared.pool.capacity());
+    shared.metrics.write(&mut out);
+    out
 }
 
 /// The `Prediction-Key` check, in constant time (the key is compared whole, whatever differs).
@@ -355,6 +418,7 @@ fn fetch_error(e: FetchError) -> ApiError {
 }
 
 fn predict(shared: &Shared, image: Vec<u8>) -> std::result::Result<Response, ApiError> {
+    let arrived = Instant::now();
     let answer = shared.pool.submit(image).map_err(|refused| match refused {
         Refused::Busy => busy(format!("all {} workers are busy and {} images are waiting", shared.workers, shared.pool.capacity())),
         Refused::Stopping => busy("the server is stopping".into()),
@@ -364,6 +428,7 @@ fn predict(shared: &Shared, image: Vec<u8>) -> std::result::Result<Response, Api
         Error::Image { .. } => ApiError::new(400, "BadRequestImageFormat", e.to_string()),
         _ => ApiError::new(500, "InternalServerError", e.to_string()),
     })?;
+    shared.metrics.prediction.observe(arrived.elapsed().as_secs_f64());
     let (labels, probabilities) = (&done.model.labels, &done.classification.probabilities);
     Ok(match shared.options.format {
         ResponseFormat::Container => Response::json(200, &ContainerResponse::new(labels, probabilities, SystemTime::now())),

@@ -16,6 +16,10 @@ use crate::source::multipart::Multipart;
 pub enum Route {
     /// `GET /`: the container's greeting, which health checks look for.
     Index,
+    /// `GET /health`: the model and queue as JSON.
+    Health,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     Image,
     Url,
 }
@@ -25,6 +29,8 @@ impl Route {
     pub fn name(self) -> &'static str {
         match self {
             Route::Index => "index",
+            Route::Health => "health",
+            Route::Metrics => "metrics",
             Route::Image => "image",
             Route::Url => "url",
         }
@@ -91,8 +97,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
 
 fn match_path(path: &str) -> Option<Route> {
     let mut segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-    if segments == [""] {
-        return Some(Route::Index);
+    match segments.as_slice() {
+        [""] => return Some(Route::Index),
+        ["health"] => return Some(Route::Health),
+        ["metrics"] => return Some(Route::Metrics),
+        _ => {}
     }
     // The cloud's prefix: /customvision/v3.0/Prediction/{project}/classify/iterations/{name}/image
     let cloud = segments.len() > 3 && segments[0].eq_ignore_ascii_case("customvision") && segments[1].starts_with('v') && segments[2].eq_ignore_ascii_case("prediction");
@@ -179,6 +188,8 @@ mod tests {
         let wrong = super::route("GET", "/image").unwrap_err();
         assert_eq!((wrong.status, wrong.headers.clone()), (405, vec![("Allow", "POST".to_string())]));
         assert_eq!(super::route("HEAD", "/"), Ok(Route::Index));
+        assert_eq!(super::route("GET", "/health"), Ok(Route::Health));
+        assert_eq!(super::route("GET", "/metrics"), Ok(Route::Metrics));
         assert_eq!(super::route("POST", "/").unwrap_err().status, 405);
     }
 
