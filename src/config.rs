@@ -49,6 +49,9 @@ pub struct Config {
     pub review: Option<ReviewConfig>,
     #[serde(default)]
     pub mqtt: Option<MqttConfig>,
+    /// The prediction API, health, metrics and live page over HTTP; absent: off.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
 }
@@ -86,6 +89,47 @@ pub struct MqttConfig {
     /// Home Assistant discovery prefix; empty turns discovery off.
     #[serde(default = "default_discovery")]
     pub discovery_prefix: String,
+}
+
+/// `[http]`: `cvedge serve`'s API inside the daemon, sharing its model, plus the live page,
+/// per-camera metrics and the capture button.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `HOST:PORT` to listen on.
+    pub addr: String,
+    /// Inference threads for posted images (the cameras have their own).
+    #[serde(default = "default_http_workers")]
+    pub workers: usize,
+    #[serde(default = "default_http_queue")]
+    pub queue: usize,
+    #[serde(default = "default_http_connections")]
+    pub max_connections: usize,
+    /// Required in `Prediction-Key` (or the live page's `?key=`) when set; `${VAR}` reads the
+    /// environment.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    #[serde(default)]
+    pub allow_private_urls: bool,
+    /// `container` (default) or `cloud`.
+    #[serde(default = "default_http_format")]
+    pub format: String,
+}
+
+fn default_http_workers() -> usize {
+    1
+}
+
+fn default_http_queue() -> usize {
+    crate::serve::ServeOptions::default().queue
+}
+
+fn default_http_connections() -> usize {
+    crate::serve::ServeOptions::default().max_connections
+}
+
+fn default_http_format() -> String {
+    "container".into()
 }
 
 /// `[review]`: frames whose best probability is below `below` are saved to
@@ -271,6 +315,15 @@ impl Config {
                 return Err(Error::config("review.interval_s", format!("{} is not a number of seconds", review.interval_s), "use 0 or more, e.g. 10"));
             }
         }
+        if let Some(http) = &mut self.http {
+            http.api_key = expand_env("http.api_key", http.api_key.take().map(|k| k.0))?.map(Secret);
+            if http.format != "container" && http.format != "cloud" {
+                return Err(Error::config("http.format", format!("'{}' is not a format", http.format), "use \"container\" (the container export's JSON) or \"cloud\""));
+            }
+            if http.workers == 0 || http.queue == 0 || http.max_connections == 0 {
+                return Err(Error::config("http.workers/queue/max_connections", "must be at least 1", "use e.g. workers = 1, queue = 16, max_connections = 32"));
+            }
+        }
         if let Some(mqtt) = &mut self.mqtt {
             check_topic_safe("mqtt.prefix", &mqtt.prefix)?;
             if mqtt.qos_predictions > 2 || mqtt.qos_state > 2 || mqtt.qos_status > 2 {
@@ -292,6 +345,20 @@ impl Config {
     /// The review folder of one camera: a dot-folder, so `cvedge dataset` and training skip it.
     pub fn review_dir(&self, camera: &str) -> PathBuf {
         self.data_dir.join(REVIEW_DIR).join(camera)
+    }
+
+    /// The HTTP server's options from `[http]`.
+    pub fn serve_options(http: &HttpConfig) -> crate::serve::ServeOptions {
+        crate::serve::ServeOptions {
+            addr: http.addr.clone(),
+            workers: http.workers,
+            queue: http.queue,
+            max_connections: http.max_connections,
+            api_key: http.api_key.as_ref().map(|k| k.0.clone()),
+            allow_private_urls: http.allow_private_urls,
+            format: if http.format == "cloud" { crate::serve::ResponseFormat::Cloud } else { crate::serve::ResponseFormat::Container },
+            ..crate::serve::ServeOptions::default()
+        }
     }
 }
 

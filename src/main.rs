@@ -257,6 +257,10 @@ enum Command {
         /// Also print every prediction as a JSON line.
         #[arg(long)]
         print: bool,
+        /// Serve the prediction API, /health, /metrics and the live page on HOST:PORT (config
+        /// `[http] addr`).
+        #[arg(long)]
+        http: Option<String>,
         /// Stop after this many classified frames and print the loop's statistics (benchmarks).
         #[arg(long, hide = true)]
         max_frames: Option<u64>,
@@ -364,8 +368,8 @@ fn main() -> ExitCode {
             model.options(None).and_then(|load| cli::train::features(&model.model, &load, &dirs.data, &dirs.iterations, &out))
         }
         Command::Iterations { iterations, command } => cli::train::iterations(&iterations, &command),
-        Command::Run { config, model, source, mqtt, device, interval, state_dir, data, print, max_frames } => {
-            let flags = RunFlags { model, source, mqtt, device, interval, state_dir, data, print };
+        Command::Run { config, model, source, mqtt, device, interval, state_dir, data, print, http, max_frames } => {
+            let flags = RunFlags { model, source, mqtt, device, interval, state_dir, data, print, http };
             run(config, flags, max_frames)
         }
     };
@@ -501,6 +505,7 @@ struct RunFlags {
     state_dir: Option<PathBuf>,
     data: Option<PathBuf>,
     print: bool,
+    http: Option<String>,
 }
 
 /// The configuration `run` uses: the file's (or the embedded default's when there is neither a
@@ -553,6 +558,12 @@ fn run_config(path: Option<&Path>, flags: RunFlags) -> anyhow::Result<Config> {
             }
         }
     }
+    if let Some(addr) = &flags.http {
+        let http = table.entry("http").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(http) = http.as_table_mut() {
+            http.insert("addr".into(), toml::Value::String(addr.clone()));
+        }
+    }
     if let Some(url) = &flags.mqtt {
         let mqtt = table.entry("mqtt").or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if let Some(mqtt) = mqtt.as_table_mut() {
@@ -565,6 +576,9 @@ fn run_config(path: Option<&Path>, flags: RunFlags) -> anyhow::Result<Config> {
 fn run(path: Option<PathBuf>, flags: RunFlags, max_frames: Option<u64>) -> anyhow::Result<ExitCode> {
     let config = run_config(path.as_deref(), flags)?;
     let daemon = Daemon::start(config, path)?;
+    if let Some(addr) = daemon.http_addr() {
+        eprintln!("cvedge run: live page on http://{addr}/live, predictions on http://{addr}/image");
+    }
     if let Some(limit) = max_frames {
         let stop = daemon.shutdown_flag();
         let started = Instant::now();

@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 use crate::classifier::{Classifier, LoadOptions};
 use crate::config::{CameraConfig, Config};
 use crate::error::{Error, Result};
+use crate::serve::live::{DaemonView, LiveBoard};
+use crate::serve::Server;
 use crate::sink::mqtt::Publisher;
 use crate::sink::{JsonLines, Sink};
 use crate::source::{SourceOptions, SourceSpec};
@@ -66,6 +68,9 @@ pub struct Daemon {
     /// failed), polled to hot-swap.
     published: Option<String>,
     last_poll: Instant,
+    /// The `[http]` server and the capture commands its live page sends.
+    server: Option<Server>,
+    http_commands: Option<crossbeam_channel::Receiver<(String, Vec<u8>)>>,
 }
 
 /// One camera's threads and the switch that stops them.
@@ -147,8 +152,18 @@ impl Daemon {
         if config.print {
             sinks.push(Box::new(JsonLines::new(std::io::stdout())));
         }
+        let model = CurrentModel::new(classifier);
+        let (mut server, mut http_commands) = (None, None);
+        if let Some(http) = &config.http {
+            let board = LiveBoard::new(config.cameras.iter().map(|c| c.name.as_str()));
+            sinks.push(Box::new(board.clone()));
+            let (commands, received) = crossbeam_channel::bounded(16);
+            let view = DaemonView { board, publisher: publisher.clone(), commands };
+            server = Some(Server::start_with(model.clone(), Config::serve_options(http), Some(view))?);
+            http_commands = Some(received);
+        }
         let mut daemon = Daemon {
-            model: CurrentModel::new(classifier),
+            model,
             publisher,
             sinks: Arc::new(sinks),
             cameras: vec![],
@@ -158,6 +173,8 @@ impl Daemon {
             hangup: Arc::new(AtomicBool::new(false)),
             published: crate::iteration::published_id(&config.model),
             last_poll: Instant::now(),
+            server,
+            http_commands,
             config_path,
             config,
         };
@@ -252,8 +269,8 @@ impl Daemon {
         log::info!("reloaded model {}", config.model.display());
         self.published = crate::iteration::published_id(&config.model);
         self.model.replace(classifier);
-        if config.mqtt.as_ref().map(|m| &m.url) != self.config.mqtt.as_ref().map(|m| &m.url) || config.state_dir != self.config.state_dir {
-            log::warn!("MQTT and state_dir changes apply when cvedge restarts");
+        if config.mqtt.as_ref().map(|m| &m.url) != self.config.mqtt.as_ref().map(|m| &m.url) || config.state_dir != self.config.state_dir || config.http != self.config.http {
+            log::warn!("MQTT, [http] and state_dir changes apply when cvedge restarts");
         }
         let restart_all = config.consecutive != self.config.consecutive || config.data_dir != self.config.data_dir || config.review != self.config.review;
         self.config.model = config.model.clone();
@@ -373,9 +390,18 @@ impl Daemon {
         self.publisher.as_ref()
     }
 
-    /// Stops cameras, then the publisher (`stopped`, outbox flushed within a timeout).
-    pub fn stop(self) -> Result<()> {
+    /// Where the `[http]` server listens, if there is one.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().map(Server::local_addr)
+    }
+
+    /// Stops the HTTP server (requests being answered finish), the cameras, then the publisher
+    /// (`stopped`, outbox flushed within a timeout).
+    pub fn stop(mut self) -> Result<()> {
         self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
         for running in self.cameras {
             let name = running.config.name.clone();
             running.stop();
@@ -415,7 +441,8 @@ impl Daemon {
         while !self.shutdown.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
             let mut reload_asked = self.hangup.swap(false, Ordering::Relaxed);
-            for (topic, payload) in commands.iter().flat_map(|rx| rx.try_iter()) {
+            let http = self.http_commands.as_ref().map(|rx| rx.try_iter().collect::<Vec<_>>()).unwrap_or_default();
+            for (topic, payload) in commands.iter().flat_map(|rx| rx.try_iter()).chain(http) {
                 reload_asked |= self.command(&topic, &payload);
             }
             if reload_asked {

@@ -131,7 +131,13 @@ impl Worker {
             }
         };
         let pixels = encoded.map_or(Pixels::Rgb(image), Pixels::Encoded);
-        self.tap.offer(Frame { origin, seq, time, pixels }, best.map(|(i, p)| (model.labels.get(i).map_or("", String::as_str), p)));
+        let frame = Frame { origin, seq, time, pixels };
+        if best.is_some() {
+            for sink in self.sinks.iter() {
+                sink.frame(&self.camera, &frame);
+            }
+        }
+        self.tap.offer(frame, best.map(|(i, p)| (model.labels.get(i).map_or("", String::as_str), p)));
     }
 
     /// Classifies and publishes; returns the best tag's index and probability.

@@ -69,6 +69,8 @@ pub struct Request {
     pub method: String,
     /// The path without its query string.
     pub path: String,
+    /// What follows `?`, if anything.
+    pub query: String,
     pub http11: bool,
     pub headers: Vec<(String, String)>,
 }
@@ -88,10 +90,39 @@ impl Request {
         }
     }
 
+    /// A query parameter, undecoded but for `%XX` and `+`.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| percent_decode(v))
+        })
+    }
+
     /// Whether a body follows the head.
     pub fn has_body(&self) -> bool {
         self.header("transfer-encoding").is_some() || self.header("content-length").is_some_and(|n| n.trim() != "0")
     }
+}
+
+/// `%XX` escapes and `+` decoded (query values, path segments).
+pub fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len()).then(|| hex(bytes[i + 1]).zip(hex(bytes[i + 2]))).flatten();
+        match (bytes[i], escaped) {
+            (_, Some((high, low))) => {
+                out.push(high << 4 | low);
+                i += 2;
+            }
+            (b'+', _) => out.push(b' '),
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Why no request (or body) could be read.
@@ -141,6 +172,7 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        202 => "Accepted",
         204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -210,8 +242,9 @@ impl Conn {
             return Err(ReadError::Bad(format!("{:?} is not an HTTP method", method.chars().take(20).collect::<String>())));
         }
         let headers = read_headers(&mut self.reader).map_err(ReadError::from_io)?;
-        let path = target.split(['?', '#']).next().unwrap_or("").to_string();
-        Ok(Request { method: method.to_string(), path, http11, headers })
+        let target = target.split('#').next().unwrap_or("");
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Ok(Request { method: method.to_string(), path: path.to_string(), query: query.to_string(), http11, headers })
     }
 
     /// Reads the request's body, refusing one larger than `limit` bytes: a declared length over the
@@ -320,6 +353,8 @@ mod tests {
         let (mut conn, client) = conn_with(b"POST /image?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nGET / HTTP/1.0\r\n\r\n");
         let first = conn.next_request(Duration::from_secs(5), &stop).unwrap();
         assert_eq!((first.method.as_str(), first.path.as_str(), first.keep_alive()), ("POST", "/image", true));
+        assert_eq!((first.query.as_str(), first.query_param("x").as_deref(), first.query_param("y")), ("x=1", Some("1"), None));
+        assert_eq!(percent_decode("a%2Fb+c%zz%4"), "a/b c%zz%4");
         assert_eq!(conn.read_body(&first, 100).unwrap(), b"abcde");
         let second = conn.next_request(Duration::from_secs(5), &stop).unwrap();
         assert_eq!((second.path.as_str(), second.keep_alive(), second.has_body()), ("/", false, false));

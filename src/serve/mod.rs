@@ -18,6 +18,8 @@
 //! - [`fetch`]: `POST /url`'s download, refusing non-public addresses unless allowed.
 //! - [`metrics`]: what `GET /metrics` reports (Prometheus text); `GET /health` says what is
 //!   loaded and how full the queue is.
+//! - [`live`]: under `cvedge run`, the cameras' live state (a sink fed by every camera), the live
+//!   page with its server-sent events and capture button, and the per-camera metrics.
 //!
 //! Every stage is bounded: connection threads, the queue of accepted connections, the inference
 //! queue and the workers, so a burst of clients costs at most `max_connections` bodies of 4 MB
@@ -26,6 +28,7 @@
 
 pub mod fetch;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod pool;
 pub mod routes;
@@ -43,6 +46,7 @@ use crate::error::{Error, Result};
 use crate::prediction::{ContainerResponse, PredictionResponse};
 use fetch::{FetchError, FetchLimits, Fetcher};
 use http::{Conn, ReadError, Request, Response};
+use live::DaemonView;
 use metrics::HttpMetrics;
 use pool::{Pool, Refused};
 use routes::{ApiError, Route};
@@ -120,6 +124,8 @@ struct Shared {
     stop: AtomicBool,
     metrics: HttpMetrics,
     started: Instant,
+    /// `cvedge run`'s cameras and commands; `None` for `cvedge serve`.
+    daemon: Option<DaemonView>,
 }
 
 /// A running server; [`Server::stop`] (or dropping it) stops it.
@@ -138,6 +144,12 @@ impl Server {
     /// Listens on `options.addr` and starts the threads; predictions use whatever model `model`
     /// holds when a worker takes the image (so a daemon's reload applies here too).
     pub fn start(model: CurrentModel, options: ServeOptions) -> Result<Server> {
+        Server::start_with(model, options, None)
+    }
+
+    /// As [`Server::start`], with a daemon's cameras behind the live page, the per-camera
+    /// metrics and the capture button.
+    pub fn start_with(model: CurrentModel, options: ServeOptions, daemon: Option<DaemonView>) -> Result<Server> {
         let serve_error = |problem: String, fix: &str| Error::Serve { problem, fix: fix.to_string() };
         let addr = options
             .addr
@@ -178,6 +190,7 @@ impl Server {
             stop: AtomicBool::new(false),
             metrics: HttpMetrics::default(),
             started: Instant::now(),
+            daemon,
         });
         let (connections, accepted) = bounded::<TcpStream>(max_connections);
         let (rejects, rejected) = bounded::<TcpStream>(REJECT_BACKLOG);
@@ -297,6 +310,8 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         idle = KEEP_ALIVE_IDLE;
         let started = std::time::Instant::now();
         let (response, body_read, route) = handle(&mut conn, &request, shared);
+        // Already answered (an event stream): the connection ends with it.
+        let Some(response) = response else { return };
         shared.metrics.request(route, response.status);
         log::debug!("{} {} -> {} in {:.1} ms", request.method, request.path, response.status, started.elapsed().as_secs_f64() * 1e3);
         let unread = request.has_body() && !body_read;
@@ -328,36 +343,63 @@ fn read_error(e: ReadError, limit: usize) -> ApiError {
     }
 }
 
-/// Answers one request: the response, whether the request's body was read, and the route's name
-/// for the metrics.
-fn handle(conn: &mut Conn, request: &Request, shared: &Shared) -> (Response, bool, &'static str) {
+/// Answers one request: the response (`None` when it was streamed already), whether the
+/// request's body was read, and the route's name for the metrics.
+fn handle(conn: &mut Conn, request: &Request, shared: &Shared) -> (Option<Response>, bool, &'static str) {
     let route = match routes::route(&request.method, &request.path) {
         Ok(route) => route,
-        Err(error) => return (error.response(), false, "none"),
+        Err(error) => return (Some(error.response()), false, "none"),
     };
     let name = route.name();
-    if matches!(route, Route::Image | Route::Url) {
-        if let Err(error) = authorize(request, shared.options.api_key.as_deref()) {
-            return (error.response(), false, name);
+    let refuse = |error: ApiError| (Some(error.response()), false, name);
+    if matches!(route, Route::Image | Route::Url) || route.is_live() {
+        // A browser cannot add a header to an <img> or an EventSource: the live page passes the
+        // key in its address.
+        let query_key = if route.is_live() { request.query_param("key") } else { None };
+        if let Err(error) = authorize(request, query_key.as_deref(), shared.options.api_key.as_deref()) {
+            return refuse(error);
         }
     }
-    let (limit, body) = match route {
-        Route::Index => return (Response::text(200, "text/html; charset=utf-8", INDEX_TEXT), false, name),
-        Route::Health => return (Response::json(200, &health(shared)), false, name),
-        Route::Metrics => return (Response::text(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(shared)), false, name),
-        Route::Image => (MAX_IMAGE_BYTES, conn.read_body(request, MAX_IMAGE_BYTES)),
-        Route::Url => (MAX_URL_BODY, conn.read_body(request, MAX_URL_BODY)),
+    let view = match (route.is_live(), &shared.daemon) {
+        (false, _) => None,
+        (true, Some(view)) => Some(view),
+        (true, None) => {
+            return refuse(ApiError::new(404, "NotFound", "the live page is part of `cvedge run` with an [http] table; `cvedge serve` has the prediction API only"))
+        }
+    };
+    let (limit, body) = match (route, view) {
+        (Route::Index, _) => return (Some(Response::text(200, "text/html; charset=utf-8", INDEX_TEXT)), false, name),
+        (Route::Health, _) => return (Some(Response::json(200, &health(shared))), false, name),
+        (Route::Metrics, _) => return (Some(Response::text(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(shared))), false, name),
+        (Route::Live, Some(_)) => return (Some(Response::text(200, "text/html; charset=utf-8", live::PAGE)), false, name),
+        (Route::LiveState, Some(view)) => return (Some(live::state(view, &shared.model.get())), false, name),
+        (Route::LiveFrame, Some(view)) => {
+            let camera = http::percent_decode(request.path.rsplit('/').next().unwrap_or(""));
+            return (Some(live::frame(view, &camera).unwrap_or_else(|e| e.response())), false, name);
+        }
+        (Route::LiveEvents, Some(view)) => {
+            if view.board.subscribers() >= (shared.options.max_connections / 2).max(1) {
+                return refuse(busy("as many live pages are open as this server follows".into()));
+            }
+            live::stream(conn, view, &shared.stop);
+            return (None, false, name);
+        }
+        (Route::LiveCapture, _) => (MAX_URL_BODY, conn.read_body(request, MAX_URL_BODY)),
+        (Route::Image, _) => (MAX_IMAGE_BYTES, conn.read_body(request, MAX_IMAGE_BYTES)),
+        (Route::Url, _) => (MAX_URL_BODY, conn.read_body(request, MAX_URL_BODY)),
+        (_, None) => unreachable!("live routes without a daemon were answered above"),
     };
     let body = match body {
         Ok(body) => body,
-        Err(ReadError::Closed) => return (ApiError::bad_request("the connection closed").response(), false, name),
-        Err(e) => return (read_error(e, limit).response(), false, name),
+        Err(ReadError::Closed) => return refuse(ApiError::bad_request("the connection closed")),
+        Err(e) => return refuse(read_error(e, limit)),
     };
-    let result = match route {
-        Route::Url => routes::image_url(&body).and_then(|url| shared.fetcher.fetch(&url).map_err(fetch_error)),
-        _ => routes::image_bytes(request.header("content-type"), body, MAX_IMAGE_BYTES),
+    let result = match (route, view) {
+        (Route::LiveCapture, Some(view)) => live::capture(view, &body),
+        (Route::Url, _) => routes::image_url(&body).and_then(|url| shared.fetcher.fetch(&url).map_err(fetch_error)).and_then(|image| predict(shared, image)),
+        _ => routes::image_bytes(request.header("content-type"), body, MAX_IMAGE_BYTES).and_then(|image| predict(shared, image)),
     };
-    (result.and_then(|image| predict(shared, image)).unwrap_or_else(|e| e.response()), true, name)
+    (Some(result.unwrap_or_else(|e| e.response())), true, name)
 }
 
 /// `GET /health`: what is loaded and how busy the server is.
@@ -373,6 +415,11 @@ fn health(shared: &Shared) -> serde_json::Value {
         "queued": shared.pool.queued(),
         "queue": shared.pool.capacity(),
         "uptime_s": shared.started.elapsed().as_secs(),
+        "cameras": shared.daemon.as_ref().map(|d| d.board.cameras_json()),
+        "mqtt": shared.daemon.as_ref().and_then(|d| d.publisher.as_ref()).map(|p| {
+            let stats = p.stats();
+            serde_json::json!({"connected": stats.connected, "outbox_depth": stats.outbox_depth})
+        }),
     })
 }
 
@@ -398,13 +445,31 @@ fn metrics_text(shared: &Shared) -> String {
     metrics::family(&mut out, "cvedge_http_queue_capacity", "gauge", "Images that may wait before requests are answered 503.");
     let _ = writeln!(out, "cvedge_http_queue_capacity {}", shared.pool.capacity());
     shared.metrics.write(&mut out);
+    if let Some(daemon) = &shared.daemon {
+        daemon.board.write_metrics(&mut out);
+        if let Some(publisher) = &daemon.publisher {
+            let stats = publisher.stats();
+            let samples: [(&str, &str, &str, u64); 5] = [
+                ("cvedge_mqtt_connected", "gauge", "1 while connected to the broker.", u64::from(stats.connected)),
+                ("cvedge_mqtt_outbox_depth", "gauge", "Predictions waiting in the outbox for the broker's acknowledgement.", stats.outbox_depth as u64),
+                ("cvedge_mqtt_dropped_total", "counter", "Predictions dropped because the outbox was full.", stats.dropped),
+                ("cvedge_mqtt_delivered_total", "counter", "Predictions the broker acknowledged.", stats.delivered),
+                ("cvedge_mqtt_reconnects_total", "counter", "Connections to the broker after the first.", stats.reconnects),
+            ];
+            for (name, kind, help, value) in samples {
+                metrics::family(&mut out, name, kind, help);
+                let _ = writeln!(out, "{name} {value}");
+            }
+        }
+    }
     out
 }
 
-/// The `Prediction-Key` check, in constant time (the key is compared whole, whatever differs).
-fn authorize(request: &Request, key: Option<&str>) -> std::result::Result<(), ApiError> {
+/// The `Prediction-Key` check (or the `key` query parameter the live page uses), in constant time
+/// (the key is compared whole, whatever differs).
+fn authorize(request: &Request, query_key: Option<&str>, key: Option<&str>) -> std::result::Result<(), ApiError> {
     let Some(key) = key else { return Ok(()) };
-    let given = request.header("prediction-key").unwrap_or("");
+    let given = request.header("prediction-key").or(query_key).unwrap_or("");
     let same = given.len() == key.len() && given.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if same {
         return Ok(());

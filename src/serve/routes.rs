@@ -20,17 +20,33 @@ pub enum Route {
     Health,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `cvedge run` only: the live page, its first state, its event stream, a camera's latest
+    /// frame, and its capture button.
+    Live,
+    LiveState,
+    LiveEvents,
+    LiveFrame,
+    LiveCapture,
     Image,
     Url,
 }
 
 impl Route {
+    pub fn is_live(self) -> bool {
+        matches!(self, Route::Live | Route::LiveState | Route::LiveEvents | Route::LiveFrame | Route::LiveCapture)
+    }
+
     /// The label metrics count requests under.
     pub fn name(self) -> &'static str {
         match self {
             Route::Index => "index",
             Route::Health => "health",
             Route::Metrics => "metrics",
+            Route::Live => "live",
+            Route::LiveState => "live_state",
+            Route::LiveEvents => "live_events",
+            Route::LiveFrame => "live_frame",
+            Route::LiveCapture => "live_capture",
             Route::Image => "image",
             Route::Url => "url",
         }
@@ -38,7 +54,7 @@ impl Route {
 
     fn methods(self) -> &'static str {
         match self {
-            Route::Image | Route::Url => "POST",
+            Route::Image | Route::Url | Route::LiveCapture => "POST",
             _ => "GET, HEAD",
         }
     }
@@ -101,6 +117,11 @@ fn match_path(path: &str) -> Option<Route> {
         [""] => return Some(Route::Index),
         ["health"] => return Some(Route::Health),
         ["metrics"] => return Some(Route::Metrics),
+        ["live"] => return Some(Route::Live),
+        ["live", "state"] => return Some(Route::LiveState),
+        ["live", "events"] => return Some(Route::LiveEvents),
+        ["live", "capture"] => return Some(Route::LiveCapture),
+        ["live", "frame", camera] if !camera.is_empty() => return Some(Route::LiveFrame),
         _ => {}
     }
     // The cloud's prefix: /customvision/v3.0/Prediction/{project}/classify/iterations/{name}/image

@@ -38,6 +38,10 @@ pub trait Sink: Send + Sync {
     fn capture_result(&self, _camera: &str, _report: &[u8]) -> std::io::Result<()> {
         Ok(())
     }
+
+    /// The whole frame a camera's prediction was made on, after it was published (the live page
+    /// shows it). Must not block: the camera's classification thread calls it.
+    fn frame(&self, _camera: &str, _frame: &crate::source::Frame) {}
 }
 
 /// One cloud-format JSON object per line.

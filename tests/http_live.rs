@@ -1,0 +1,132 @@
+//! `cvedge run --http`: the live page in headless Chromium (Debian's package) against a running
+//! daemon, checked on its screenshot (the camera's frame and the online badge are drawn, which
+//! only the page's script does after loading the state), its capture endpoint saving a training
+//! frame, and the per-camera metrics.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::serve::*;
+use common::*;
+
+/// The daemon on the bundled cat photo, with its HTTP server on a free loopback port.
+fn daemon(dir: &std::path::Path) -> (KillOnDrop, SocketAddr) {
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_cvedge"))
+            .args(["run", "--model", "models/demo", "--source", "door=file:models/samples/cat.jpg", "--interval", "0.2", "--http", "127.0.0.1:0"])
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--data")
+            .arg(dir.join("data"))
+            .current_dir(repo())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "cvedge run stopped before serving");
+        if let Some(rest) = line.split("live page on http://").nth(1) {
+            break rest.split('/').next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("[run] {l}")));
+    (child, addr)
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Headless Chromium's screenshot of `url`, or `None` (and a message) where it is not installed.
+fn screenshot(url: &str, dir: &std::path::Path) -> Option<image::RgbImage> {
+    let path = dir.join("live.png");
+    let profile = tempfile::tempdir().unwrap();
+    let run = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=900,700"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", path.display()))
+        .arg(url)
+        .output();
+    match run {
+        Err(e) => {
+            eprintln!("skipped: chromium cannot be run ({e}); apt-get install chromium");
+            None
+        }
+        Ok(out) => {
+            assert!(path.exists(), "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
+            Some(image::open(&path).unwrap().into_rgb8())
+        }
+    }
+}
+
+#[test]
+fn the_live_page_shows_each_camera_and_captures_training_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, addr) = daemon(dir.path());
+    wait_for("a prediction on the live board", || get(addr, "/live/state").json()["cameras"][0]["frames"].as_u64() >= Some(2));
+    let state = get(addr, "/live/state").json();
+    assert_eq!(state["cameras"][0]["camera"], "door");
+    assert_eq!(state["cameras"][0]["latest"]["top"][0]["tag"], "cat");
+    let frame = get(addr, "/live/frame/door");
+    assert_eq!((frame.status, frame.header("content-type")), (200, Some("image/jpeg")));
+    assert_eq!(frame.body, sample("cat.jpg"), "the camera's frame as it came");
+
+    // What the page's capture button posts: one frame saved under the tag, reported back.
+    let capture = post(addr, "/live/capture", "application/json", br#"{"camera": "door", "tag": "cat", "count": 1}"#);
+    assert_eq!(capture.status, 202, "{}", capture.text());
+    wait_for("the captured frame", || std::fs::read_dir(dir.path().join("data/cat")).is_ok_and(|d| d.count() == 1));
+    wait_for("the capture report", || get(addr, "/live/state").json()["cameras"][0]["capture"]["state"] == "done");
+    let refused = post(addr, "/live/capture", "application/json", br#"{"camera": "door", "tag": "../x"}"#);
+    assert_eq!((refused.status, refused.json()["code"].as_str()), (400, Some("BadRequest")), "{}", refused.text());
+    assert_eq!(post(addr, "/live/capture", "application/json", br#"{"camera": "gate", "tag": "cat"}"#).status, 404);
+
+    let metrics = get(addr, "/metrics").text();
+    for family in ["cvedge_frames_total{camera=\"door\"}", "cvedge_frames_skipped_total{camera=\"door\"}", "cvedge_camera_online{camera=\"door\"} 1", "cvedge_frame_latency_seconds_count{camera=\"door\"}"] {
+        assert!(metrics.contains(family), "no {family} in\n{metrics}");
+    }
+
+    // The page, as a browser draws it (retried: the script's requests follow the load event).
+    let url = format!("http://{addr}/live");
+    for attempt in 0.. {
+        let Some(shot) = screenshot(&url, dir.path()) else { return };
+        assert_eq!(shot.dimensions(), (900, 700));
+        // The header's dark bar, the online badge's green, and a photo (many colours) where the
+        // first card shows the camera's frame.
+        let header = shot.get_pixel(450, 5).0;
+        let green = shot.pixels().filter(|p| p.0 == [5, 150, 105]).count();
+        let mut colours = std::collections::BTreeSet::new();
+        for y in 150..330 {
+            for x in 60..390 {
+                colours.insert(shot.get_pixel(x, y).0);
+            }
+        }
+        eprintln!("attempt {attempt}: header {header:?}, {green} badge pixels, {} colours in the frame area", colours.len());
+        if header == [31, 41, 55] && green > 100 && colours.len() > 2000 {
+            break;
+        }
+        assert!(attempt < 3, "the page did not show the camera (see the numbers above)");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn the_http_table_is_validated() {
+    let config = |http: &str| cvedge::config::Config::parse(&format!("model = \"models/demo\"\n[http]\n{http}\n[[camera]]\nname = \"door\"\nsource = \"synthetic\"\n"), "test");
+    let ok = config("addr = \"127.0.0.1:8080\"\napi_key = \"k\"").unwrap();
+    let options = cvedge::config::Config::serve_options(ok.http.as_ref().unwrap());
+    assert_eq!((options.workers, options.api_key.as_deref()), (1, Some("k")));
+    let wrong = config("addr = \"127.0.0.1:8080\"\nformat = \"xml\"").unwrap_err().to_string();
+    assert!(wrong.contains("http.format") && wrong.contains("container"), "{wrong}");
+    assert!(config("port = 8080").unwrap_err().to_string().contains("unknown field `port`"));
+}
