@@ -49,15 +49,16 @@ DEFAULT_OUT = os.path.join(REPO, "target", "peers", "tflite")
 # calibration images
 
 
-def make_calibration(folder, per_sample=12, seed=0):
-    """Writes per_sample variations of each models/samples/*.jpg into `folder` (60 by default):
-    a random crop of 60-100% of each side, a horizontal flip half the time, brightness and
-    contrast from 0.7 to 1.3, JPEG quality 90. Seeded: the same bytes every run."""
+def make_calibration(folder, per_sample=12, seed=0, source=None):
+    """Writes per_sample variations of each `source`/*.jpg (default models/samples: 60 images)
+    into `folder`: a random crop of 60-100% of each side, a horizontal flip half the time,
+    brightness and contrast from 0.7 to 1.3, JPEG quality 90. Seeded: the same bytes every run."""
     os.makedirs(folder, exist_ok=True)
     rng = random.Random(seed)
-    samples = sorted(f for f in os.listdir(os.path.join(REPO, "models", "samples")) if f.endswith(".jpg"))
+    source = source or os.path.join(REPO, "models", "samples")
+    samples = sorted(f for f in os.listdir(source) if f.endswith(".jpg"))
     for name in samples:
-        with Image.open(os.path.join(REPO, "models", "samples", name)) as im:
+        with Image.open(os.path.join(source, name)) as im:
             src = im.convert("RGB")
         w, h = src.size
         for i in range(per_sample):
