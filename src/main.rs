@@ -260,6 +260,12 @@ enum Command {
         #[arg(long, hide = true)]
         max_frames: Option<u64>,
     },
+    /// List the V4L2 cameras (USB/UVC) with their formats, sizes and frame rates, and the other
+    /// source kinds cvedge reads.
+    Sources {
+        /// Devices to describe (default: every /dev/video*).
+        devices: Vec<PathBuf>,
+    },
     /// Describe an export: format, input, preprocessing, tags, output semantics.
     Inspect {
         #[command(flatten)]
@@ -335,6 +341,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Sources { devices } => cli::sources::sources(&devices),
         Command::Inspect { model, json } => inspect(&model, json),
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),
         Command::Capture { tag, source, import, count, interval, data } => capture(&tag, source.as_deref(), &import, count, interval, &data),

@@ -266,3 +266,31 @@ fn bench_reports_each_configuration_as_a_json_line() {
     assert_fails(&["bench", "--model", "models/demo", "--image", "nope.jpg"], &["nope.jpg", "--image"]);
     assert_fails(&["bench", "--model", "models/demo", "--threads", "two"], &["--threads", "`two`"]);
 }
+
+/// `cvedge sources` with no camera (as on CI and this machine) is an answer, not an error: it says
+/// so, how to check, and what else cvedge reads. With cameras it lists each /dev/video* node.
+#[test]
+fn sources_lists_cameras_or_says_how_to_check() {
+    let run = cvedge(&["sources"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let devices: Vec<_> = std::fs::read_dir("/dev")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("video"))
+        .collect();
+    if devices.is_empty() {
+        for fragment in ["no V4L2 cameras", "ls -l /dev/video*", "video group", "mjpeg:http://", "ffmpeg:rtsp://"] {
+            assert!(run.stdout.contains(fragment), "lacks {fragment:?}: {}", run.stdout);
+        }
+    } else {
+        for name in devices {
+            assert!(run.stdout.contains(&format!("/dev/{name}")), "{name} not listed: {}", run.stdout);
+        }
+    }
+}
+
+#[test]
+fn sources_refuses_what_is_not_a_camera() {
+    assert_fails(&["sources", "/dev/null"], &["/dev/null", "is not a V4L2 device", "ls /dev/video*"]);
+    assert_fails(&["sources", "/dev/video99"], &["/dev/video99", "no such device", "ls /dev/video*"]);
+}

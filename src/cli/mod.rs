@@ -2,4 +2,5 @@
 
 pub mod bench;
 pub mod quantize;
+pub mod sources;
 pub mod train;
