@@ -165,7 +165,7 @@ fn run_survives_a_bad_reload_and_stops_on_sigterm() {
     let stdout = lines(Box::new(child.stdout.take().unwrap()));
     let stderr = lines(Box::new(child.stderr.take().unwrap()));
     let wait_line = |rx: &crossbeam_channel::Receiver<String>, what: &str, pred: &dyn Fn(&str) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(30 * slowdown());
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -211,7 +211,7 @@ fn run_talks_to_systemd() {
         .spawn()
         .unwrap());
     let mut seen: Vec<String> = vec![];
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30 * slowdown());
     let mut buf = [0u8; 512];
     while Instant::now() < deadline && !(seen.iter().any(|m| m.contains("READY=1")) && seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3) {
         if let Ok(n) = socket.recv(&mut buf) {
