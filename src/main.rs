@@ -274,6 +274,12 @@ enum Command {
         #[command(flatten)]
         serve: cli::serve::ServeArgs,
     },
+    /// List the V4L2 cameras (USB/UVC) with their formats, sizes and frame rates, and the other
+    /// source kinds cvedge reads.
+    Sources {
+        /// Devices to describe (default: every /dev/video*).
+        devices: Vec<PathBuf>,
+    },
     /// Describe an export: format, input, preprocessing, tags, output semantics.
     Inspect {
         #[command(flatten)]
@@ -349,6 +355,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Sources { devices } => cli::sources::sources(&devices),
         Command::Inspect { model, json } => inspect(&model, json),
         Command::Serve { model, serve } => load(&model, None).and_then(|classifier| cli::serve::serve(classifier, serve)),
         Command::Predict { model, threshold, json, timings, images } => predict(&model, threshold, json, timings, &images),

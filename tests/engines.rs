@@ -197,7 +197,10 @@ fn library_dying_with(dir: &Path, signal: &str) -> PathBuf {
     };
     std::fs::write(&source, format!("#include <signal.h>\n__attribute__((constructor)) static void die(void) {{ {die} }}\n")).unwrap();
     let library = dir.join(format!("{signal}.so"));
-    let status = std::process::Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&library).arg(&source).status().expect("cc (build-essential) is installed");
+    // Test binaries cross-built for ARM (scripts/arm_check.sh runs them under qemu) need a library
+    // of their own architecture: the cross compiler comes in CVEDGE_TEST_CC.
+    let cc = std::env::var("CVEDGE_TEST_CC").unwrap_or_else(|_| "cc".to_string());
+    let status = std::process::Command::new(&cc).args(["-shared", "-fPIC", "-o"]).arg(&library).arg(&source).status().unwrap_or_else(|e| panic!("{cc} (build-essential) is needed: {e}"));
     assert!(status.success());
     library
 }

@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod quantize;
 pub mod serve;
+pub mod sources;
 pub mod train;

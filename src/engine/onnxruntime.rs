@@ -28,6 +28,7 @@ use crate::package::{ExportPackage, ModelFormat};
 
 const ENGINE: &str = "onnxruntime";
 const LIBRARY: &str = "libonnxruntime.so.1";
+const NO_ARM32: &str = "there is no onnxruntime library for 32-bit ARM (this is cvedge's armv7 build, for 32-bit Raspberry Pi OS)";
 const INSTALL: &str = "install it with scripts/install_onnxruntime.sh (or point CVEDGE_ONNXRUNTIME at the file), or use --engine tract";
 
 /// Where the library may be, in the order they are tried.
@@ -49,8 +50,14 @@ fn candidates() -> Vec<PathBuf> {
 /// Loads the library once per process (onnxruntime allows one environment per process).
 fn environment() -> Result<&'static Environment> {
     static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+    let explicit = std::env::var_os("CVEDGE_ONNXRUNTIME").filter(|v| !v.is_empty()).map(PathBuf::from);
+    // Microsoft ships no 32-bit ARM library (scripts/install_onnxruntime.sh has none to install):
+    // on armv7 the engine is refused by name, not after a search that cannot succeed and a hint
+    // to install what does not exist. A library the user built and named is still tried.
+    if cfg!(target_arch = "arm") && explicit.is_none() {
+        return Err(Error::engine(ENGINE, NO_ARM32, "use --engine tract or auto (which runs tract here); 64-bit Raspberry Pi OS with the arm64 package can use onnxruntime"));
+    }
     let loaded = ENVIRONMENT.get_or_init(|| {
-        let explicit = std::env::var_os("CVEDGE_ONNXRUNTIME").filter(|v| !v.is_empty()).map(PathBuf::from);
         let path = match &explicit {
             Some(path) => path.clone(),
             None => candidates().into_iter().find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(LIBRARY)),

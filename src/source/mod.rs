@@ -20,6 +20,7 @@ mod spec;
 mod stream_error;
 mod synthetic;
 mod v4l;
+pub mod v4l_query;
 
 use std::time::SystemTime;
 

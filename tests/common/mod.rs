@@ -66,6 +66,12 @@ pub fn argmax(v: &[f32]) -> usize {
     cvedge::head::top(v).expect("non-empty")
 }
 
+/// How many times longer than on a real machine a test may wait for the daemon: under qemu
+/// (scripts/arm_check.sh sets CVEDGE_TEST_SLOWDOWN) starting it takes tens of seconds.
+pub fn slowdown() -> u64 {
+    std::env::var("CVEDGE_TEST_SLOWDOWN").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
+}
+
 /// What a `cvedge` command did.
 pub struct Run {
     pub code: i32,
