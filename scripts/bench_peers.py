@@ -275,6 +275,13 @@ def row_order(res):
     return sorted(n for n in names if n.startswith("cvedge ")) + [n for n in names if not n.startswith("cvedge ")]
 
 
+def latency_intro(rounds, runs):
+    """The sentence above every latency table (shared with bench_tflite.py)."""
+    return ("Latency per run (preprocess + inference), ms, median over %d rounds of each configuration's "
+            "median / p90 over %d runs; **/ fastest peer** = median / the fastest peer's median at that "
+            "precision and threads:" % (rounds, runs))
+
+
 def tables(res, threads_list, int8_label):
     parts = []
     for t in threads_list:
@@ -487,9 +494,7 @@ def main():
     ]
     vers = ["onnxruntime %s" % versions.get("onnxruntime", "?"), "ai-edge-litert %s" % versions.get("litert", "?")]
     report = "\n\n".join([
-        "Latency per run (preprocess + inference), ms, median over %d rounds of each configuration's "
-        "median / p90 over %d runs; **/ fastest peer** = median / the faster peer's median at that "
-        "precision and threads:" % (args.rounds, args.runs),
+        latency_intro(args.rounds, args.runs),
         tables(res, threads_list, int8_label),
         "Targets (issue 5):\n\n" + verdicts(res, threads_list, binary is None),
         "Models and outputs:\n" + "\n".join(model_lines),

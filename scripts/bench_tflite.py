@@ -175,9 +175,7 @@ def main():
     ]
     vers = ["onnxruntime %s" % versions.get("onnxruntime", "?"), "ai-edge-litert %s" % versions.get("litert", "?")]
     report = "\n\n".join([
-        "Latency per run (preprocess + inference), ms, median over %d rounds of each configuration's "
-        "median / p90 over %d runs; **/ fastest peer** = median / the fastest peer's median at that "
-        "precision and threads:" % (args.rounds, args.runs),
+        bp.latency_intro(args.rounds, args.runs),
         bp.tables(res, threads_list, ""),
         "Targets (issue 5):\n\n" + "\n".join([bp.verdicts(res, threads_list, False), agreement, rss_verdict(res)]),
         "Models and outputs:\n" + "\n".join(models),

@@ -93,22 +93,23 @@ fn tf_frozen_twin() {
     check_twin(&repo().join("models/conformance/tf-frozen"), &samples());
 }
 
-#[test]
-fn real_shufflenet_tflite_export_twin() {
+/// A real export among the fixtures, checked on its own sample photos and the bundled ones.
+fn check_fixture_twin(name: &str) {
     let Some(fixtures) = fixtures() else { return };
-    let dir = fixtures.join("tflite-fp16-appleorange-2025");
+    let dir = fixtures.join(name);
     let mut images = fixture_samples(&dir);
     images.extend(samples());
     check_twin(&dir, &images);
 }
 
 #[test]
+fn real_shufflenet_tflite_export_twin() {
+    check_fixture_twin("tflite-fp16-appleorange-2025");
+}
+
+#[test]
 fn real_2018_tensorflow_export_twin() {
-    let Some(fixtures) = fixtures() else { return };
-    let dir = fixtures.join("tf-bananas-2018");
-    let mut images = fixture_samples(&dir);
-    images.extend(samples());
-    check_twin(&dir, &images);
+    check_fixture_twin("tf-bananas-2018");
 }
 
 /// A TensorFlow graph: `data` NHWC 8x8x3 -> `op` -> mean over H, W -> `loss`.

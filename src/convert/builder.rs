@@ -317,8 +317,7 @@ impl Builder {
         onnx_shape == t.onnx_shape() && non_unit(&t.perm) == non_unit(perm)
     }
 
-    /// `v` as a computed tensor (a constant becomes an initializer, laid out like `like`, or in
-    /// the default layout).
+    /// `v` as a computed tensor (a constant becomes an initializer in the default layout).
     pub fn tensor(&mut self, v: &Value, hint: &str) -> Tensor {
         match v {
             Value::Tensor(t) => t.clone(),

@@ -117,8 +117,8 @@ fn axis(a: i64, rank: usize) -> BuildResult<usize> {
 
 /// The source's input and output names and shapes (for [`super::to_onnx`]'s input tensor).
 pub fn io(bytes: &[u8]) -> BuildResult<Io> {
-    let (normalized, _) = normalize_tflite(bytes).map_err(|e| Unsupported(e.to_string()))?;
-    let reader = reader(&normalized)?;
+    // The normaliser leaves the graph's inputs, outputs and names alone: the file as it is will do.
+    let reader = reader(bytes)?;
     let one = |v: Option<flatbuffers::Vector<'_, i32>>, what: &str| -> BuildResult<i32> {
         let v: Vec<i32> = v.into_iter().flatten().collect();
         match v[..] {

@@ -346,13 +346,10 @@ pub fn export(path: &Path, out: &Path) -> Result<crate::export::ExportReport> {
     };
     let (record, head, base) = load_parts(&dir)?;
     let package = ExportPackage::load(&base)?;
-    let classifier = match package.format {
-        ModelFormat::Onnx => None,
-        _ => Some(load_classifier(&dir, &LoadOptions::default())?),
-    };
-    let bytes = match &classifier {
-        Some(classifier) => crate::convert::onnx_bytes(&package, classifier)?,
-        None => std::borrow::Cow::Borrowed(&package.model_bytes[..]),
+    // Only a base that needs rewriting needs its preprocessing, and so the loaded iteration.
+    let bytes = match package.format {
+        ModelFormat::Onnx => std::borrow::Cow::Borrowed(&package.model_bytes[..]),
+        _ => crate::convert::onnx_bytes(&package, &load_classifier(&dir, &LoadOptions::default())?)?,
     };
     crate::export::export_onnx(&bytes, &package.model_path, &head, &record.tags, &record.id, out)
 }
