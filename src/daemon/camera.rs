@@ -85,8 +85,15 @@ impl Capture {
                         break;
                     }
                 }
-                // `origin()`: the spec without any password in it.
-                Err(e) => log::warn!("camera {}: cannot open {}: {e}", self.name, self.spec.origin()),
+                // `origin()`: the spec without any password in it. A source's own errors already
+                // begin with it; it is not said twice.
+                Err(e) => {
+                    let (origin, error) = (self.spec.origin(), e.to_string());
+                    match error.starts_with(&origin) {
+                        true => log::warn!("camera {}: cannot open {error}", self.name),
+                        false => log::warn!("camera {}: cannot open {origin}: {error}", self.name),
+                    }
+                }
             }
             if online {
                 online = false;
