@@ -60,6 +60,9 @@ struct Pki {
     client_key: PathBuf,
     /// A CA that signed nothing the broker uses.
     other_ca: PathBuf,
+    /// Signed by `ca`, but for another host (broker.example), not 127.0.0.1.
+    misnamed_cert: PathBuf,
+    misnamed_key: PathBuf,
 }
 
 fn make_ca(name: &str) -> (Certificate, KeyPair) {
@@ -101,7 +104,10 @@ fn pki() -> Pki {
         make_leaf(&["127.0.0.1", "localhost"], "mosquitto", ExtendedKeyUsagePurpose::ServerAuth, &ca, &ca_key);
     let (client, client_key) = make_leaf(&[], "cvedge-client", ExtendedKeyUsagePurpose::ClientAuth, &ca, &ca_key);
     let (other, _) = make_ca("someone else's CA");
+    let (misnamed, misnamed_key) = make_leaf(&["broker.example"], "broker.example", ExtendedKeyUsagePurpose::ServerAuth, &ca, &ca_key);
     Pki {
+        misnamed_cert: write("misnamed.pem", misnamed.pem()),
+        misnamed_key: write("misnamed.key", misnamed_key.serialize_pem()),
         ca: write("ca.pem", ca.pem()),
         server_cert: write("server.pem", server.pem()),
         server_key: write("server.key", server_key.serialize_pem()),
@@ -117,6 +123,10 @@ fn pki() -> Pki {
 /// mosquitto with a TLS listener that requires a client certificate signed by `pki.ca` (port
 /// `.1`) and a plain anonymous listener for the test's subscriber (port `.2`).
 fn tls_mosquitto(pki: &Pki) -> Option<(Mosquitto, u16, u16)> {
+    tls_mosquitto_with(pki, &pki.server_cert, &pki.server_key)
+}
+
+fn tls_mosquitto_with(pki: &Pki, server_cert: &Path, server_key: &Path) -> Option<(Mosquitto, u16, u16)> {
     let (tls, plain) = (broker::free_port(), broker::free_port());
     let m = Mosquitto::start_configured(&[tls, plain], |_| {
         format!(
@@ -126,8 +136,8 @@ fn tls_mosquitto(pki: &Pki) -> Option<(Mosquitto, u16, u16)> {
              require_certificate true\nuse_identity_as_username false\n\
              listener {plain} 127.0.0.1\n",
             pki.ca.display(),
-            pki.server_cert.display(),
-            pki.server_key.display()
+            server_cert.display(),
+            server_key.display()
         )
     })?;
     Some((m, tls, plain))
@@ -267,7 +277,7 @@ fn tls_without_a_client_certificate_or_with_the_wrong_ca_never_connects() {
     assert_never_connects(&publisher, 1, &broker);
     let warnings = failures_logged_for(&url);
     assert!(
-        warnings.iter().any(|w| w.contains("invalid peer certificate") && w.contains("UnknownIssuer")),
+        warnings.iter().any(|w| w.contains("invalid peer certificate") && w.contains("UnknownIssuer") && w.contains("set [mqtt] ca_file")),
         "no certificate failure logged for {url}: {warnings:#?}"
     );
     drop(publisher);
@@ -280,6 +290,30 @@ fn tls_without_a_client_certificate_or_with_the_wrong_ca_never_connects() {
     let got: Vec<String> = (0..3).filter_map(|_| sub.wait_topic("cvedge/tls2/cam/predictions", WAIT).map(|m| m.text())).collect();
     assert_eq!(got, ["0", "1", "2"]);
     publisher.shutdown(WAIT).unwrap();
+}
+
+#[test]
+fn a_broker_certificate_for_another_host_is_refused_though_our_ca_signed_it() {
+    capture_logs();
+    let pki = pki();
+    let (broker, tls, plain) = or_skip!(tls_mosquitto_with(&pki, &pki.misnamed_cert, &pki.misnamed_key));
+    let sub = Subscriber::connect(plain, "tls-watcher-3", false, &["cvedge/#"]);
+    let url = format!("mqtts://127.0.0.1:{tls}");
+    let outbox = tempfile::tempdir().unwrap();
+    let mut s = settings(&url, "tls4", outbox.path());
+    s.ca_file = Some(pki.ca.clone());
+    s.client_cert = Some(pki.client_cert.clone());
+    s.client_key = Some(pki.client_key.clone());
+    let publisher = Publisher::start(s).unwrap();
+    publisher.prediction("cam", b"x".to_vec()).unwrap();
+    assert_never_connects(&publisher, 1, &broker);
+    let warnings = failures_logged_for(&url);
+    assert!(
+        warnings.iter().any(|w| w.contains("certificate not valid for name") && w.contains("host name the broker's certificate was issued for")),
+        "no name mismatch logged for {url}: {warnings:#?}"
+    );
+    drop(publisher);
+    assert!(sub.drain().iter().all(|m| !m.topic.starts_with("cvedge/tls4")), "something got through");
 }
 
 #[test]

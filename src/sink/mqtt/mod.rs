@@ -38,6 +38,7 @@
 mod backoff;
 pub mod discovery;
 mod error;
+mod hint;
 mod outbox;
 mod publisher;
 mod session;

@@ -341,7 +341,9 @@ impl Driver {
                     let delay = self.backoff.next_delay();
                     failures += 1;
                     if failures == 1 {
-                        log::warn!("mqtt: {}: {error}; retrying with backoff, predictions wait in the outbox", self.broker);
+                        let error = error.to_string();
+                        let fix = super::hint::fix_for(&error).map(|fix| format!("; {fix}")).unwrap_or_default();
+                        log::warn!("mqtt: {}: {error}{fix}; retrying with backoff, predictions wait in the outbox", self.broker);
                     } else {
                         log::debug!("mqtt: {}: {error}; retry {failures} in {delay:?}", self.broker);
                     }
