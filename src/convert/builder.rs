@@ -668,6 +668,7 @@ impl Builder {
         // Renaming the producer's output (or an Identity when the output is an initializer
         // alias or read by other nodes too) gives the output its fixed name.
         self.nodes.push(NodeProto { op_type: "Identity".into(), name: "output".into(), input: vec![out.name.clone()], output: vec![output_name.into()], ..Default::default() });
+        self.fold_zero_pads();
         self.fuse_conv_bias();
         let graph = GraphProto {
             name: "cvedge".into(),
@@ -689,6 +690,49 @@ impl Builder {
 }
 
 impl Builder {
+    /// `Pad(zeros, spatial axes only) -> Conv` becomes one Conv with the pads added to its own,
+    /// when the Conv is the Pad's only reader (TFLite spells stride-2 SAME padding as an explicit
+    /// PAD). The result is the same, and the QDQ quantizer, which does not quantize Pad, then
+    /// keeps the depthwise convolutions after it in int8 instead of float.
+    fn fold_zero_pads(&mut self) {
+        let mut readers: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for input in &node.input {
+                readers.entry(input.clone()).or_default().push(i);
+            }
+        }
+        let mut removed = HashSet::new();
+        for pad in 0..self.nodes.len() {
+            let node = &self.nodes[pad];
+            // Two inputs: no fill value given, so zeros; no `mode` attribute: constant.
+            if node.op_type != "Pad" || node.input.len() != 2 || !node.attribute.is_empty() {
+                continue;
+            }
+            let Some(pads) = self.initializers.iter().find(|t| t.name == node.input[1]).map(|t| t.int64_data.clone()) else { continue };
+            let Some(&[conv]) = readers.get(&node.output[0]).map(Vec::as_slice) else { continue };
+            let convolution = &self.nodes[conv];
+            let rank = pads.len() / 2;
+            let spatial_only = rank >= 3 && pads.len() == 2 * rank && [0, 1, rank, rank + 1].iter().all(|&i| pads[i] == 0) && pads.iter().all(|&p| p >= 0);
+            if convolution.op_type != "Conv" || convolution.input[0] != node.output[0] || !spatial_only {
+                continue;
+            }
+            let Some(attribute) = self.nodes[conv].attribute.iter().position(|a| a.name == "pads") else { continue };
+            let (input, spatial) = (self.nodes[pad].input[0].clone(), rank - 2);
+            let conv_pads = &mut self.nodes[conv].attribute[attribute].ints;
+            for axis in 0..spatial {
+                conv_pads[axis] += pads[2 + axis];
+                conv_pads[spatial + axis] += pads[rank + 2 + axis];
+            }
+            self.nodes[conv].input[0] = input;
+            removed.insert(pad);
+        }
+        let mut index = 0;
+        self.nodes.retain(|_| {
+            index += 1;
+            !removed.contains(&(index - 1))
+        });
+    }
+
     /// `Conv -> Add(per-channel constant)` becomes one Conv with that bias, when the Add is the
     /// convolution's only reader (TensorFlow keeps biases in BiasAdd). onnxruntime would fuse it
     /// too, but the QDQ quantizer wants the bias on the Conv (int32), and tract's axis
@@ -807,6 +851,28 @@ mod tests {
         assert_eq!(sum.shape(), &[2, 3]);
         assert_eq!(sum.iter().copied().collect::<Vec<_>>(), [11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
         assert!(b.nodes.is_empty());
+    }
+
+    /// TFLite's explicit PAD in front of a stride-2 depthwise convolution: folded into the
+    /// convolution's own pads; a non-zero fill value is not.
+    #[test]
+    fn zero_pads_fold_into_the_convolution_after_them() {
+        let fold = |value: f32| {
+            let mut b = Builder::default();
+            let input = b.input("x", &[1, 6, 6, 4], default_perm(4));
+            let padded = b.pad(&Value::Tensor(input.clone()), &[(0, 0), (1, 1), (0, 1), (0, 0)], value, "pad").unwrap();
+            let window = Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Valid };
+            let weights = ArrayD::from_elem(IxDyn(&[4, 1, 3, 3]), 0.5);
+            let conv = b.conv(&padded, weights, None, 4, &window, "dw").unwrap();
+            let graph = b.finish(&input, &Value::Tensor(conv), "out").unwrap().graph.unwrap();
+            let ops: Vec<String> = graph.node.iter().map(|n| n.op_type.clone()).collect();
+            let pads = graph.node.iter().find(|n| n.op_type == "Conv").unwrap().attribute.iter().find(|a| a.name == "pads").unwrap().ints.clone();
+            (ops, pads, graph.node[0].input[0].clone())
+        };
+        let (ops, pads, first_input) = fold(0.0);
+        assert_eq!((ops, pads, first_input), (vec!["Conv".to_string(), "Transpose".into(), "Identity".into()], vec![1, 0, 1, 1], "x".to_string()));
+        let (ops, pads, _) = fold(1.0);
+        assert_eq!((ops, pads), (vec!["Pad".to_string(), "Conv".into(), "Transpose".into(), "Identity".into()], vec![0, 0, 0, 0]));
     }
 
     #[test]
