@@ -767,6 +767,17 @@ def disk_captures(c, s, disk):
         after_fill = {x for x in daemon.seqs("door") if x is not None} - daemon.seqs("door", before=t_full)
         s.figures["predictions_while_full"] = len(after_fill)
         s.check(wait_delivered(sub, topic, after_fill, WAIT), "predictions made while the disk was full were not all delivered")
+        # A restart while the disk is full (a reboot of a Pi whose card filled up): the daemon
+        # comes up and classifies (its counters are rewritten in place, the outbox in memory).
+        rc = daemon.stop()
+        s.check(rc == 0, f"the daemon did not stop cleanly on a full disk (exit {rc}): {daemon.log_tail()}")
+        camera.kill()  # ffmpeg -listen serves one client: start it again for the new daemon
+        camera.start()
+        t_restart = now()
+        daemon.start()
+        m = sub.wait_for(lambda m: m.topic == topic, WAIT, since=t_restart)
+        s.check(m is not None and daemon.alive(), f"the daemon restarted on a full disk does not classify: {daemon.log_tail()}")
+        s.figures["restart_on_full_disk_to_prediction_s"] = round(m.time - t_restart, 2) if m else None
         partial = [p.name for p in (data / "during").glob("*")] if (data / "during").exists() else []
         s.check(not [p for p in partial if not p.startswith(".")], f"files left by the failed capture: {partial}")
         s.figures["temp_files_left_by_failed_capture"] = len(partial)
@@ -902,6 +913,16 @@ def kill_daemon(c, s):
             missing = sorted(produced - {seq_of(m) for m in sub.snapshot() if m.topic == topic})
             s.check(ok, f"kill {i + 1}: {len(missing)} predictions produced before the kill never arrived: {missing[:20]}")
             resumed.append(m.time - t_kill)
+        # A clean stop while the broker is away: not an error (exit 0); the outbox keeps the
+        # predictions for the next start.
+        broker.stop()
+        time.sleep(1.0)
+        rc = daemon.stop()
+        s.check(rc == 0, f"SIGTERM while the broker is down: exit {rc} (expected 0): {daemon.log_tail(3)}")
+        broker.start()
+        daemon.start()
+        produced = daemon.seqs("door")
+        s.check(wait_delivered(sub, topic, produced, WAIT), "predictions left in the outbox at a clean stop were not sent after the restart")
         rc = daemon.stop()
         s.check(rc == 0, f"the daemon did not stop cleanly (exit {rc})")
         produced = daemon.seqs("door")
