@@ -52,6 +52,7 @@ SAMPLES = REPO / "models" / "samples"
 WAIT = 20.0  # the longest any single expected event may take before it counts as a failure
 RECOVER_TARGET = 2.0
 CAMERA_TARGET = 5.0
+LONG_OUTAGE = 16.0  # an IP camera rebooting; just past a reopen attempt of a 1-2-4-8-16 s backoff
 GLOBAL_LIMIT = 20 * 60  # the whole campaign, whatever happens
 
 
@@ -565,7 +566,7 @@ def scenario_broker(c, s):
     try:
         s.require(sub.wait_for(lambda m: m.topic == topic) is not None, f"no prediction within {WAIT} s: {daemon.log_tail()}")
         time.sleep(1.5)
-        online, state, drained, reconnect = [], [], [], []
+        online, state, drained, reconnect, reconnected = [], [], [], [], []
         for i in range(c.rounds):
             t_down = now()
             broker.stop()
@@ -579,6 +580,9 @@ def scenario_broker(c, s):
                 online.append(m.time - t_up)
             m = sub.wait_for(fresh("door/state"), 5, since=t_up)
             state.append(m.time - t_up if m else None)
+            # The daemon's first message after the broker came back: when it had reconnected.
+            m = sub.wait_for(lambda m: m.topic.startswith("cvedge/fb/") and not m.retain, 1, since=t_up)
+            reconnected.append(m.time - t_up if m else None)
             backlog = daemon.seqs("door", before=t_up) - {seq_of(x) for x in sub.snapshot() if x.topic == topic and x.time < t_down}
             ok = wait_delivered(sub, topic, backlog, WAIT)
             if s.check(ok, f"restart {i + 1}: the {len(backlog)} predictions made while the broker was down did not all arrive within {WAIT} s"):
@@ -602,6 +606,8 @@ def scenario_broker(c, s):
         s.figures["recover_online_s"] = median_max(online)
         s.figures["recover_state_s"] = median_max(state)
         s.figures["recover_s"] = median_max([max(a, b) if a is not None and b is not None else a for a, b in zip(online, state)])
+        s.figures["reconnected_s"] = median_max(reconnected)
+        s.figures["state_after_reconnect_s"] = median_max([max(a, b) - r for a, b, r in zip(online, state, reconnected) if None not in (a, b, r)])
         s.figures["backlog_delivered_s"] = median_max(drained)
         s.figures["target_recover_s"] = RECOVER_TARGET
         s.check(d["missing"] == 0, f"{d['missing']} of {d['produced']} produced seqs never arrived: {d['missing_first']}")
@@ -648,9 +654,18 @@ def scenario_camera(c, s):
             online_s.append(m.time - t_restart if m else None)
             s.require(daemon.alive(), f"kill {i + 1}: the daemon exited: {daemon.log_tail()}")
             time.sleep(0.3)
+        # One long outage (an IP camera rebooting): the reopen backoff has grown meanwhile.
+        camera.kill()
+        time.sleep(LONG_OUTAGE)
+        t_restart = camera.start()
+        m = sub.wait_for(prediction, 40, since=t_restart)
+        s.check(m is not None, f"no prediction within 40 s of the stream's restart after a {LONG_OUTAGE} s outage")
+        long_recovery = round(m.time - t_restart, 3) if m else None
         rc = daemon.stop()
         s.check(rc == 0, f"the daemon did not stop cleanly (exit {rc})")
         s.figures.update({
+            "long_outage_s": LONG_OUTAGE,
+            "camera_recovery_after_long_outage_s": long_recovery,
             "kills": c.rounds,
             "offline_reported_s": median_max(offline_s),
             "online_again_s": median_max(online_s),
@@ -1092,10 +1107,12 @@ def summary(results):
         f = r["figures"]
         if r["name"] == "broker" and "produced" in f:
             desc = [f"{f['restarts']} restarts; produced {f['produced']} (seq {f['seq_range'][0]}..{f['seq_range'][1]}), delivered {f['delivered_distinct']} distinct, missing {f['missing']}, duplicates {f['duplicates']}",
-                    f"state recovered after broker up: median {f['recover_s']['median']} s, max {f['recover_s']['max']} s (target < {RECOVER_TARGET} s); outage backlog delivered: median {f['backlog_delivered_s']['median']} s, max {f['backlog_delivered_s']['max']} s"]
+                    f"state recovered after broker up: median {f['recover_s']['median']} s, max {f['recover_s']['max']} s (target < {RECOVER_TARGET} s), of which reconnect backoff: median {f['reconnected_s']['median']} s",
+                    f"outage backlog delivered after broker up: median {f['backlog_delivered_s']['median']} s, max {f['backlog_delivered_s']['max']} s"]
         elif r["name"] == "camera" and "camera_recovery_s" in f:
             desc = [f"{f['kills']} kills; offline reported: median {f['offline_reported_s']['median']} s",
-                    f"camera recovery (stream restart to next prediction): median {f['camera_recovery_s']['median']} s, max {f['camera_recovery_s']['max']} s (target < {CAMERA_TARGET} s)"]
+                    f"camera recovery (stream restart to next prediction): median {f['camera_recovery_s']['median']} s, max {f['camera_recovery_s']['max']} s (target < {CAMERA_TARGET} s)",
+                    f"after one {f['long_outage_s']:.0f} s outage: {f['camera_recovery_after_long_outage_s']} s (target < {CAMERA_TARGET} s)"]
         elif r["name"] == "disk" and "capture_on_full_disk" in f:
             cap = f["capture_on_full_disk"] or {}
             desc = [f"capture on full disk: {cap.get('state')} ({cap.get('last_error')})",
