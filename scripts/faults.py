@@ -9,11 +9,11 @@ a small raw-socket client below (QoS 1, persistent session).
     scripts/faults.py [--cvedge target/release/cvedge] [--rounds 20] [--json faults.json]
 
 Scenarios (each bounded by fixed timeouts):
-  broker   mosquitto restarted N times under a steady 10 fps camera: every seq produced is
-           delivered (duplicates counted), time from broker up to the daemon's `online` and
-           retained state being received again (target < 2 s).
-  camera   the IP camera (ffmpeg) killed N times and restarted: offline, then online, time from
-           stream restart to the camera's next prediction (target < 5 s).
+  broker   mosquitto restarted N times under a steady 10 fps camera, then one 16 s outage: every
+           seq produced is delivered (duplicates counted), time from broker up to the daemon's
+           `online` and retained state being received again (target < 2 s).
+  camera   the IP camera (ffmpeg) killed N times and restarted, then one 16 s outage: offline,
+           then online, time from stream restart to the camera's next prediction (target < 5 s).
   disk     data folder on a full tmpfs: capture commands fail with the reason, classification
            and delivery go on, earlier captures stay intact, capture works again once space is
            freed; `cvedge train` into a full tmpfs fails with one clear sentence, leaves no partial
