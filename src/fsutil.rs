@@ -49,6 +49,64 @@ pub fn write_counter(path: &Path, bytes: &[u8]) -> Result<()> {
     }
 }
 
+/// The files of a model folder cvedge writes (`cvedge export`, `cvedge quantize`).
+pub const MODEL_FOLDER_FILES: [&str; 5] = ["model.onnx", "labels.txt", "metadata_properties.json", "cvexport.manifest", "quantization.json"];
+
+/// `.NAME.WHAT` beside `path`.
+pub fn hidden_sibling(path: &Path, what: &str) -> std::path::PathBuf {
+    path.with_file_name(format!(".{}.{what}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))
+}
+
+/// Whether `out` exists, refusing one that holds anything but a model folder's files (replacing
+/// it would delete someone's files).
+pub fn check_replaceable(out: &Path) -> Result<bool> {
+    let entries = match std::fs::read_dir(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(out, e)),
+        Ok(entries) => entries,
+    };
+    let mut foreign: Vec<String> =
+        entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !MODEL_FOLDER_FILES.contains(&n.as_str()) && !n.starts_with('.')).collect();
+    if foreign.is_empty() {
+        return Ok(true);
+    }
+    foreign.sort();
+    Err(Error::package(
+        out,
+        format!("already holds other files ({}), which writing the model folder there would delete", foreign.join(", ")),
+        "give --out a new or empty folder (or one an earlier `cvedge export` or `cvedge quantize` wrote)",
+    ))
+}
+
+/// Writes a model folder whole: `write` fills `.NAME.partial` beside `out`, which is then renamed
+/// to `out`; an earlier folder there is moved aside first and removed after. A kill at any moment
+/// leaves `out` absent, the earlier folder or the new one, never a part or a mix.
+pub fn write_folder<T>(out: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    check_replaceable(out)?;
+    let staging = hidden_sibling(out, "partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    let written = std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e)).and_then(|()| write(&staging)).and_then(|value| {
+        if check_replaceable(out)? {
+            let aside = hidden_sibling(out, "old");
+            let _ = std::fs::remove_dir_all(&aside);
+            std::fs::rename(out, &aside).map_err(|e| Error::io(out, e))?;
+            std::fs::rename(&staging, out).map_err(|e| Error::io(out, e))?;
+            let _ = std::fs::remove_dir_all(aside);
+        } else {
+            std::fs::rename(&staging, out).map_err(|e| Error::io(out, e))?;
+        }
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+        Ok(value)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

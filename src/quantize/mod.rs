@@ -151,7 +151,7 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
         return Err(Error::Option(format!("minimum agreement {} is not a fraction; use a value from 0 to 1, e.g. 0.99", options.min_agreement)));
     }
     // Refused before the work, not after it.
-    foreign_files(&options.out)?;
+    crate::fsutil::check_replaceable(&options.out)?;
     let load = LoadOptions { engine: options.engine.clone(), ..Default::default() };
     let float = Classifier::load(model, &load)?;
     if float.facts.precision != crate::engine::Precision::Fp32 {
@@ -213,82 +213,25 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
             "calibrate on more captures of the camera's real view, or lower --min-agreement if the loss is acceptable",
         ));
     }
-    // Written whole into a hidden folder beside `out`, then renamed to it: a kill at any moment
+    // Written whole into a hidden folder beside `out` and renamed to it: a kill at any moment
     // leaves `out` absent, as it was, or complete, never a model without its labels or record.
-    let staging = hidden_sibling(&options.out, "partial");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-    let staged = Scratch(staging.clone());
-    let written = crate::export::write_current_layout(&chosen_layout, &head, &float.labels, &float.iteration_id, &staging)?;
-    let report = QuantizeReport {
-        out: options.out.clone(),
-        engine: float.engine.name().to_owned(),
-        calibration_images: calibration.len(),
-        holdout_images: holdout.len(),
-        quantized_tensors: plan.tensors.len(),
-        int8_convolutions: plan.int8_convolutions(),
-        chosen,
-        candidates,
-        min_agreement: options.min_agreement,
-        model_sha1: written.model_sha1,
-    };
-    let record = serde_json::to_vec_pretty(&report).expect("a plain struct");
-    write_atomic(&staging.join(RECORD_FILE), &record)?;
-    replace_dir(&staging, &options.out)?;
-    drop(staged);
-    Ok(report)
+    crate::fsutil::write_folder(&options.out, |staging| {
+        let written = crate::export::write_current_layout(&chosen_layout, &head, &float.labels, &float.iteration_id, staging)?;
+        let report = QuantizeReport {
+            out: options.out.clone(),
+            engine: float.engine.name().to_owned(),
+            calibration_images: calibration.len(),
+            holdout_images: holdout.len(),
+            quantized_tensors: plan.tensors.len(),
+            int8_convolutions: plan.int8_convolutions(),
+            chosen,
+            candidates,
+            min_agreement: options.min_agreement,
+            model_sha1: written.model_sha1,
+        };
+        let record = serde_json::to_vec_pretty(&report).expect("a plain struct");
+        write_atomic(&staging.join(RECORD_FILE), &record)?;
+        Ok(report)
+    })
 }
 
-/// `.NAME.WHAT` beside `path`.
-fn hidden_sibling(path: &Path, what: &str) -> PathBuf {
-    path.with_file_name(format!(".{}.{what}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))
-}
-
-/// The files a quantized output folder holds: an existing `out` made of only these (or empty) is
-/// replaced; one that holds anything else is someone's folder, and refused.
-const OUTPUT_FILES: [&str; 5] = ["model.onnx", "labels.txt", "metadata_properties.json", "cvexport.manifest", RECORD_FILE];
-
-/// Refuses an `out` that holds files other than an earlier output's; true when `out` exists.
-fn foreign_files(out: &Path) -> Result<bool> {
-    let entries = match std::fs::read_dir(out) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io(out, e)),
-        Ok(entries) => entries,
-    };
-    let mut foreign: Vec<String> =
-        entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !OUTPUT_FILES.contains(&n.as_str()) && !n.starts_with('.')).collect();
-    if foreign.is_empty() {
-        return Ok(true);
-    }
-    foreign.sort();
-    Err(refuse(
-        format!("{} already holds other files ({}), which replacing it with the int8 model would delete", out.display(), foreign.join(", ")),
-        "give --out a new or empty folder (or the folder of an earlier `cvedge quantize`)",
-    ))
-}
-
-/// Renames the complete folder `staged` to `out`; an earlier output there is moved aside first
-/// and removed after, so `out` is never a mix of the two.
-fn replace_dir(staged: &Path, out: &Path) -> Result<()> {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let sync_parent = || {
-        if let Ok(dir) = std::fs::File::open(parent) {
-            let _ = dir.sync_all();
-        }
-    };
-    let old = match foreign_files(out)? {
-        false => None,
-        true => {
-            let aside = hidden_sibling(out, "old");
-            let _ = std::fs::remove_dir_all(&aside);
-            std::fs::rename(out, &aside).map_err(|e| Error::io(out, e))?;
-            Some(aside)
-        }
-    };
-    std::fs::rename(staged, out).map_err(|e| Error::io(out, e))?;
-    sync_parent();
-    if let Some(old) = old {
-        let _ = std::fs::remove_dir_all(old);
-    }
-    Ok(())
-}
