@@ -20,9 +20,9 @@ Scenarios (each bounded by fixed timeouts):
            iteration, the published one still predicts the same. Needs root (tmpfs).
   kill     kill -9 of `cvedge run` while its outbox holds undelivered predictions (every seq
            produced before the kill is delivered after restart), of `cvedge train`, of
-           `cvedge iterations publish` and of `cvedge quantize` at random moments: the iterations
-           stay listed and loadable, the published one predicts as before, the quantized output is
-           absent or complete (the same bytes as an uninterrupted run).
+           `cvedge iterations publish`, `cvedge export` and `cvedge quantize`: the iterations
+           stay listed and loadable, the published one predicts as before, the quantized and
+           exported outputs are absent or complete (the same bytes as an uninterrupted run).
 
 Exit status: 0 when every correctness check passed, 1 when one failed (a lost event, a corrupt
 iteration, a daemon that died, an unclear error), 2 on a usage or environment problem. Timing
@@ -1061,6 +1061,27 @@ def kill_tools(c, s):
         check(f"publish kill {i + 1}")
     s.figures["publish"] = {"kills": kills, "publish_s": round(publish_s, 3), "seconds": round(now() - t, 1)}
 
+    # export the published iteration: killed as its output starts to appear, and a little after
+    t = now()
+    eref = c.root / "export-clean"
+    rc, _, err, eduration = timed(c, ["export", root, "--out", eref])
+    s.require(rc == 0, f"export failed: {err}")
+    efiles, esha = sorted(p.name for p in eref.iterdir()), sha1(eref / "model.onnx")
+    edir = c.root / "e"
+    edir.mkdir()
+    eout = edir / "export"
+    kills, eoutcomes = max(5, c.rounds // 2), {"absent": 0, "complete": 0, "partial": 0}
+    for i in range(kills):
+        shutil.rmtree(eout, ignore_errors=True)
+        kill_at(c, ["export", root, "--out", eout], c.rng.uniform(0, eduration / 2), when=lambda: any(edir.iterdir()))
+        if not eout.exists():
+            eoutcomes["absent"] += 1
+            continue
+        complete = sorted(p.name for p in eout.iterdir()) == efiles and sha1(eout / "model.onnx") == esha
+        eoutcomes["complete" if complete else "partial"] += 1
+        s.check(complete, f"export kill {i + 1} left a partial output: {sorted(p.name for p in eout.iterdir())}")
+    s.figures["export"] = {"kills": kills, "export_s": round(eduration, 2), **eoutcomes, "seconds": round(now() - t, 1)}
+
     # quantize the published iteration (it only reads the iterations folder)
     t = now()
     calibrate = c.root / "calibrate"
@@ -1133,6 +1154,9 @@ def summary(results):
             desc = [f"daemon: {d['kills']} kills, {d['undelivered_at_kill']['median']} undelivered at a kill (median), produced {d['produced']}, missing {d['missing']}, duplicates {d['duplicates']}"]
             if "train" in f:
                 desc.append(f"train: {f['train']['kills']} kills; publish: {f.get('publish', {}).get('kills')} kills; iterations intact")
+            if "export" in f:
+                e = f["export"]
+                desc.append(f"export: {e['kills']} kills: {e['absent']} absent, {e['complete']} complete, {e['partial']} partial")
             if "quantize" in f:
                 q = f["quantize"]
                 desc.append(f"quantize: {q['kills']} kills: {q['absent']} absent, {q['complete']} complete, {q['partial']} partial")
