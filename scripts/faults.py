@@ -1126,7 +1126,7 @@ SCENARIOS = [
     ("broker", "broker restarted under 10 fps", scenario_broker),
     ("camera", "IP camera stream killed and restarted", scenario_camera),
     ("disk", "full disk: captures and an iteration", scenario_disk),
-    ("kill", "kill -9: daemon, train, publish, quantize", scenario_kill),
+    ("kill", "kill -9: daemon, train, publish, export, quantize", scenario_kill),
 ]
 
 
