@@ -7,8 +7,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    // The io error is part of the message, not a `source`, so it is printed once.
-    #[error("cannot read {}: {cause}; check that the path exists and is readable", path.display())]
+    // The io error is part of the message, not a `source`, so it is printed once. A full or
+    // read-only disk says so (it is a write that failed, and the fix is space, not the path).
+    #[error("{}", io_message(path, cause))]
     Io { path: PathBuf, cause: std::io::Error },
 
     #[error("{}: {problem}; {fix}", path.display())]
@@ -65,6 +66,18 @@ pub enum Error {
     Option(String),
 }
 
+fn io_message(path: &std::path::Path, cause: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match cause.kind() {
+        StorageFull | QuotaExceeded | FileTooLarge => format!(
+            "cannot write {}: the disk is full ({cause}); free space on it (old captures, unused iterations: `cvedge iterations delete N`) or move the folder to a larger disk",
+            path.display()
+        ),
+        ReadOnlyFilesystem => format!("cannot write {}: the disk is read-only ({cause}); remount it read-write or move the folder to a writable disk", path.display()),
+        _ => format!("cannot read {}: {cause}; check that the path exists and is readable", path.display()),
+    }
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), cause: source }
@@ -92,5 +105,20 @@ impl Error {
 
     pub(crate) fn image(origin: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Error {
         Error::Image { origin: origin.into(), problem: problem.into(), fix: fix.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_say_a_full_disk_is_full_and_a_missing_file_is_missing() {
+        let full = Error::io("/var/lib/cvedge/data/cat/x.jpg", std::io::Error::from_raw_os_error(28)).to_string();
+        assert!(full.starts_with("cannot write /var/lib/cvedge/data/cat/x.jpg: the disk is full") && full.contains("free space"), "{full}");
+        let read_only = Error::io("/data/x", std::io::Error::from_raw_os_error(30)).to_string();
+        assert!(read_only.contains("read-only") && read_only.starts_with("cannot write"), "{read_only}");
+        let missing = Error::io("model.onnx", std::io::Error::from(std::io::ErrorKind::NotFound)).to_string();
+        assert!(missing.starts_with("cannot read model.onnx") && missing.contains("exists"), "{missing}");
     }
 }

@@ -472,3 +472,54 @@ fn a_running_daemon_hot_swaps_to_the_published_iteration() {
     assert!(discovery_tags.iter().any(|d| d.contains("rocket")), "Home Assistant was not told the new tags: {discovery_tags:?}");
     running.stop();
 }
+
+/// `cvedge run` printing its predictions: returns the seqs it printed and its stderr once it has
+/// exited after SIGTERM (asserting it exited 0 within 15 s).
+fn run_then_sigterm(state: &std::path::Path, port: u16, frames: usize) -> (Vec<u64>, String) {
+    use std::io::BufRead;
+    let mut child = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_cvedge"))
+        .args(["run", "--model", "models/demo", "--source", "door=synthetic:64x64@10", "--device", "full", "--print"])
+        .args(["--mqtt", &format!("mqtt://127.0.0.1:{port}"), "--state-dir", state.to_str().unwrap()])
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let mut seqs = vec![];
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while seqs.len() < frames {
+        let line = lines.next().expect("the daemon stopped printing predictions").unwrap();
+        seqs.push(serde_json::from_str::<serde_json::Value>(&line).unwrap()["seq"].as_u64().unwrap());
+    }
+    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the daemon did not stop within 15 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "a clean stop with the broker away is not an error: {status}: {stderr}");
+    (seqs, stderr)
+}
+
+/// The state folder's disk fills up (captures on the same SD card) and the Pi reboots: the daemon
+/// still starts and classifies (its counters are rewritten in place, the outbox is kept in
+/// memory), numbering carries on, and stopping while the broker is away says what happens to the
+/// predictions not yet delivered instead of failing.
+#[test]
+fn a_daemon_starts_on_a_full_disk_and_stops_cleanly_with_the_broker_away() {
+    let Some(disk) = Tmpfs::mount("1m") else { return };
+    let state = disk.path().join("state");
+    let nobody = free_port(); // no broker there: everything waits in the outbox
+    let (first, stderr) = run_then_sigterm(&state, nobody, 3);
+    assert!(stderr.contains("sent after the next start"), "{stderr}");
+    disk.fill();
+    let (second, stderr) = run_then_sigterm(&state, nobody, 3);
+    assert!(second[0] > *first.last().unwrap(), "seq reused after a restart: {first:?} then {second:?}");
+    assert!(stderr.contains("disk is full") || stderr.contains("No space left"), "the full outbox disk is not reported: {stderr}");
+    assert!(stderr.contains("are lost"), "predictions kept only in memory must be said to be lost at stop: {stderr}");
+}

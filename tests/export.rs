@@ -317,3 +317,41 @@ fn graph_without_a_final_fc_is_refused() {
     let err = export_onnx(&model_without_fc(), &model, &head, &two_tags(), ITERATION, &tmp.path().join("out")).unwrap_err().to_string();
     assert!(err.contains("final fully connected layer") && err.contains("GlobalAveragePool"), "{err}");
 }
+
+/// A kill -9 while `cvedge export` writes leaves no partial folder (a model without its labels or
+/// manifest); exporting again replaces an earlier export whole; a folder holding other files is
+/// refused, not written into.
+#[test]
+fn an_export_is_written_whole_and_never_over_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export");
+    let args = ["export", "models/demo", "--out", out.to_str().unwrap()];
+    let names = |p: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        v.sort();
+        v
+    };
+    let complete = ["cvexport.manifest", "labels.txt", "metadata_properties.json", "model.onnx"];
+    for round in 0..3 {
+        let mut child = KillOnDrop(std::process::Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).stdout(std::process::Stdio::null()).spawn().unwrap());
+        // Killed the moment anything appears beside the output (its staging folder), plus a little.
+        while child.try_wait().unwrap().is_none() && names(dir.path()).is_empty() {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(round));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(!out.exists() || names(&out) == complete, "round {round}: a killed export left {:?}", names(&out));
+    }
+    let run = cvedge(&args);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stdout.contains(&out.join("model.onnx").display().to_string()), "{}", run.stdout);
+    let run = cvedge(&args);
+    assert!(run.ok(), "an earlier export is replaced: {}", run.stderr);
+    assert_eq!(names(&out), complete);
+    assert_eq!(names(dir.path()), ["export"], "temporary folders left beside the export");
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let run = cvedge(&args);
+    assert!(!run.ok() && run.stderr.contains("notes.txt") && run.stderr.contains("new or empty folder"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+}

@@ -259,3 +259,49 @@ fn bench_measures_the_int8_twin_beside_the_model() {
     assert_eq!(precisions, ["fp32", "int8"], "{}", run.stdout);
     assert!(run.stderr.contains("int8 twin agrees"), "{}", run.stderr);
 }
+
+/// A kill -9 while the int8 folder is being written leaves it absent, never a model without its
+/// labels, manifest or record; a second run replaces an earlier output whole; a folder holding
+/// someone else's files is refused rather than emptied.
+#[test]
+fn a_kill_while_writing_leaves_the_output_absent_or_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let calibrate = dir.path().join("captures");
+    calibration_images(&calibrate, 2);
+    let out = dir.path().join("int8");
+    let args = ["quantize", "--model", "models/demo", "--calibrate", calibrate.to_str().unwrap(), "--out", out.to_str().unwrap(), "--engine", "tract"];
+    let mut child = KillOnDrop(std::process::Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).stderr(std::process::Stdio::null()).spawn().unwrap());
+    // Killed the moment anything but the scratch candidates appears beside the output.
+    let writing = || std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name != "captures" && !name.ends_with(".candidate")
+    });
+    while child.try_wait().unwrap().is_none() && !writing() {
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let files = |p: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        v.sort();
+        v
+    };
+    let complete = ["cvexport.manifest", "labels.txt", "metadata_properties.json", "model.onnx", "quantization.json"];
+    assert!(!out.exists() || files(&out) == complete, "a killed quantization left a partial output: {:?}", files(&out));
+
+    let run = cvedge(&args);
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(files(&out), complete);
+    let first = std::fs::read(out.join("model.onnx")).unwrap();
+    let run = cvedge(&args);
+    assert!(run.ok(), "an earlier output is replaced: {}", run.stderr);
+    assert_eq!(std::fs::read(out.join("model.onnx")).unwrap(), first);
+    assert_eq!(files(dir.path()), ["captures", "int8"], "temporary folders left beside the output");
+
+    let mine = dir.path().join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "keep me").unwrap();
+    let run = cvedge(&["quantize", "--model", "models/demo", "--calibrate", calibrate.to_str().unwrap(), "--out", mine.to_str().unwrap(), "--engine", "tract"]);
+    assert!(!run.ok() && run.stderr.contains("notes.txt") && run.stderr.contains("new or empty folder"), "{}", run.stderr);
+    assert_eq!(files(&mine), ["notes.txt"]);
+}

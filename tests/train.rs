@@ -381,3 +381,50 @@ fn iterations_on_a_tflite_base_export_through_its_onnx_twin() {
     ok(&["export", "models/demo", "--out", demo.to_str().unwrap()]);
     assert!(demo.join("model.onnx").is_file());
 }
+
+/// Training into a full disk fails with one sentence that says so, lists no partial iteration and
+/// leaves nothing behind to hold space; the published iteration still predicts; temporary folders
+/// a killed training left are removed by the next training once they are stale.
+#[test]
+fn a_full_disk_fails_training_clearly_and_leaves_nothing_behind() {
+    let Some(disk) = common::Tmpfs::mount("24m") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (data, root) = (dir.path().join("data"), disk.path().join("iterations"));
+    make_data(&data, &samples(&["cat", "rocket"]), 5, 20);
+    let root_arg = root.to_str().unwrap();
+    ok(&train_args("models/demo", &data, &root, &["--folds", "0", "--publish"]));
+    let before = ok(&["predict", "--model", root_arg, "--json", "models/samples/cat.jpg"]);
+    make_data(&data, &samples(&["dog"]), 5, 21);
+    let fill = disk.fill();
+    let run = cvedge(&train_args("models/demo", &data, &root, &["--folds", "0", "--publish"]));
+    assert!(!run.ok(), "{}", run.stdout);
+    let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert!(errors.len() == 1 && errors[0].contains("the disk is full") && !errors[0].contains("cannot read"), "{}", run.stderr);
+    let hidden = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(".tmp") || n.ends_with(".tmp")).collect()
+    };
+    for folder in [root.clone(), root.join("bases"), root.join("images")] {
+        assert!(hidden(&folder).is_empty(), "{}: {:?}", folder.display(), hidden(&folder));
+    }
+    assert!(!root.join("2").exists());
+    assert_eq!(json(&ok(&["predict", "--model", root_arg, "--json", "models/samples/cat.jpg"]))["predictions"], json(&before)["predictions"]);
+    let list = ok(&["iterations", "--iterations", root_arg, "list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+
+    // A killed training's leftovers (here made by hand, an hour and more old) go at the next one.
+    std::fs::remove_file(fill).unwrap();
+    let stale = [root.join(".tmp-killed"), root.join("bases").join(".tmp-killed")];
+    for folder in &stale {
+        std::fs::create_dir_all(folder).unwrap();
+        std::fs::write(folder.join("head.json"), "{").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+        std::fs::File::open(folder).unwrap().set_modified(old).unwrap();
+    }
+    let fresh = root.join(".tmp-running");
+    std::fs::create_dir_all(&fresh).unwrap();
+    ok(&train_args("models/demo", &data, &root, &["--folds", "0", "--publish"]));
+    assert!(stale.iter().all(|f| !f.exists()), "stale temporary folders were kept");
+    assert!(fresh.exists(), "a training running beside this one lost its folder");
+    let line = ok(&["predict", "--model", root_arg, "--json", "models/samples/dog.jpg"]);
+    assert_eq!(json(&line)["predictions"][0]["tagName"], "dog");
+}

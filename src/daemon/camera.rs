@@ -10,10 +10,12 @@ use super::slot::LatestFrame;
 use crate::sink::Sink;
 use crate::source::{self, SourceOptions, SourceSpec};
 
-/// Backoff between reopen attempts: 1 s doubling to 30 s (Frigate retries every 10 s; a USB
-/// camera that comes back should be picked up quickly, a dead RTSP server not hammered).
+/// Backoff between reopen attempts: 1 s doubling to 4 s (Frigate retries every 10 s). A camera
+/// that comes back is classifying again within 5 s however long it was away (an IP camera's
+/// reboot takes 30-60 s: with a 30 s cap it was picked up as much as 30 s late), and one attempt
+/// every 4 s (a refused connection, a failed open, an ffmpeg that exits) hammers nothing.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(4);
 /// Read errors in a row after which a source is considered broken and reopened.
 const ERRORS_BEFORE_REOPEN: u32 = 5;
 

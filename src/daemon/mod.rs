@@ -411,7 +411,13 @@ impl Daemon {
             }
         }
         if let Some(publisher) = self.publisher {
-            publisher.shutdown(FLUSH_TIMEOUT).map_err(|e| Error::Inference(format!("stopping MQTT: {e}")))?;
+            match publisher.shutdown(FLUSH_TIMEOUT) {
+                Ok(()) => {}
+                // A broker that is away at shutdown is what the outbox is for: not an error.
+                Err(e @ crate::sink::mqtt::MqttError::Undelivered { lost: 0, .. }) => log::warn!("mqtt: {e}"),
+                Err(e @ crate::sink::mqtt::MqttError::Undelivered { .. }) => log::error!("mqtt: {e}"),
+                Err(e) => return Err(Error::State { path: self.config.state_dir.join("outbox"), problem: format!("stopping MQTT: {e}"), fix: "check the log above".to_owned() }),
+            }
         }
         Ok(())
     }

@@ -36,7 +36,7 @@ impl SeqCounter {
 
     fn reserve(&mut self) -> Result<()> {
         let until = self.next + BLOCK;
-        crate::fsutil::write_atomic(&self.file, until.to_string().as_bytes())?;
+        crate::fsutil::write_counter(&self.file, until.to_string().as_bytes())?;
         self.reserved_until = until;
         Ok(())
     }

@@ -2,7 +2,8 @@
 //!
 //! A head trained on the device only makes sense on the backbone it was trained on, so the export
 //! is the base export's own graph, cut at the input of its final fully connected layer (the same
-//! place [`crate::engine`] splits it), with the new head appended. [`export_onnx`] writes a folder
+//! place [`crate::engine`] splits it), with the new head appended. [`export_onnx`] writes a folder (whole:
+//! under a hidden name beside it, then renamed, so a kill never leaves a part of one)
 //! in the *current* Custom Vision layout, whatever generation the base was, because that is the
 //! layout every consumer of ONNX exports (cvedge, onnxruntime, Windows ML, the Custom Vision
 //! samples) reads without special cases:
@@ -95,7 +96,11 @@ pub fn export_onnx(
     }
     refuse_base_folder(base_path, out_dir)?;
     let layout = current_layout(base_model, base_path, head)?;
-    write_current_layout(&layout, head, labels, iteration_id, out_dir)
+    // Written whole beside `out_dir` and renamed to it: a kill leaves no model without its labels.
+    let mut report = crate::fsutil::write_folder(out_dir, |staging| write_current_layout(&layout, head, labels, iteration_id, staging))?;
+    report.files = report.files.iter().map(|f| out_dir.join(f.file_name().unwrap_or_default())).collect();
+    report.dir = out_dir.to_path_buf();
+    Ok(report)
 }
 
 /// A base graph with a new head, in the current layout, before it is written.

@@ -38,6 +38,8 @@ const RECORD: &str = "iteration.json";
 const HEAD: &str = "head.json";
 const DATA: &str = "data.json";
 const PUBLISHED: &str = "published.json";
+/// Temporary folders older than this were left by a killed process (see `remove_stale_temporaries`).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Published {
@@ -117,6 +119,7 @@ impl Store {
 
     /// Writes a new iteration from a training run and returns it.
     pub fn create(&self, classifier: &Classifier, trained: &Trained, options: &TrainOptions) -> Result<Iteration> {
+        self.remove_stale_temporaries();
         let base = self.keep_base(classifier)?;
         let mut images = vec![];
         for image in &trained.images {
@@ -150,21 +153,46 @@ impl Store {
             performance: trained.summary.clone(),
             confusion: trained.confusion.clone(),
         };
-        write_json(&tmp.join(HEAD), &HeadRecord::of(&trained.head))?;
-        write_json(&tmp.join(DATA), &DataManifest { images })?;
-        // The number is taken by the rename: two trainings at once get different numbers.
-        let mut number = self.numbers()?.last().copied().unwrap_or(0) + 1;
-        loop {
-            record.number = number;
-            write_json(&tmp.join(RECORD), &record)?;
-            let dir = self.root.join(number.to_string());
-            match std::fs::rename(&tmp, &dir) {
-                Ok(()) => {
-                    sync_dir(&self.root);
-                    return Ok(Iteration { dir, record });
+        let written = (|| {
+            write_json(&tmp.join(HEAD), &HeadRecord::of(&trained.head))?;
+            write_json(&tmp.join(DATA), &DataManifest { images })?;
+            // The number is taken by the rename: two trainings at once get different numbers.
+            let mut number = self.numbers()?.last().copied().unwrap_or(0) + 1;
+            loop {
+                record.number = number;
+                write_json(&tmp.join(RECORD), &record)?;
+                let dir = self.root.join(number.to_string());
+                match std::fs::rename(&tmp, &dir) {
+                    Ok(()) => {
+                        sync_dir(&self.root);
+                        return Ok(Iteration { dir, record });
+                    }
+                    Err(_) if dir.exists() => number += 1,
+                    Err(e) => return Err(Error::io(&dir, e)),
                 }
-                Err(_) if dir.exists() => number += 1,
-                Err(e) => return Err(Error::io(&dir, e)),
+            }
+        })();
+        if written.is_err() {
+            // A full disk: what was written of the iteration would only hold space.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        written
+    }
+
+    /// Removes the temporary folders a killed training or deletion left (`.tmp-*`, `.trash-*`,
+    /// `bases/.tmp-*`): the base export's copy alone is as large as the model. Only those
+    /// untouched for an hour, so a training running beside this one keeps its own.
+    fn remove_stale_temporaries(&self) {
+        let stale = |entry: &std::fs::DirEntry| {
+            entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_AFTER)
+        };
+        for (dir, prefixes) in [(self.root.clone(), &[".tmp-", ".trash-"][..]), (self.root.join("bases"), &[".tmp-"][..])] {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if prefixes.iter().any(|p| name.starts_with(p)) && stale(&entry) {
+                    log::info!("removing {}, left by an interrupted training", entry.path().display());
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
             }
         }
     }
@@ -188,12 +216,19 @@ impl Store {
                 ModelFormat::TfLite => "model.tflite",
                 ModelFormat::TfFrozenGraph => "model.pb",
             };
-            crate::fsutil::write_atomic(&tmp.join(name), &fresh.model_bytes)?;
-            if let Some(labels) = &fresh.labels {
-                crate::fsutil::write_atomic(&tmp.join("labels.txt"), (labels.join("\n") + "\n").as_bytes())?;
-            }
-            if !fresh.metadata.is_empty() {
-                write_json(&tmp.join("metadata_properties.json"), &fresh.metadata)?;
+            let written = (|| {
+                crate::fsutil::write_atomic(&tmp.join(name), &fresh.model_bytes)?;
+                if let Some(labels) = &fresh.labels {
+                    crate::fsutil::write_atomic(&tmp.join("labels.txt"), (labels.join("\n") + "\n").as_bytes())?;
+                }
+                if !fresh.metadata.is_empty() {
+                    write_json(&tmp.join("metadata_properties.json"), &fresh.metadata)?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = written {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
             }
             if std::fs::rename(&tmp, &dir).is_err() {
                 // Another training stored the same base meanwhile.

@@ -13,7 +13,8 @@
 //! 4. The gate: below `min_agreement` nothing is written and the float model stays in use.
 //!    Otherwise the winner becomes the output folder, an ordinary export that `predict`, `run`,
 //!    `train` and `bench` load (precision int8), with `quantization.json` recording how it was
-//!    made and measured.
+//!    made and measured. The folder is written whole under a hidden name beside the output and
+//!    renamed into place, so a kill -9 leaves the output absent (or the previous one) or complete.
 //!
 //! Images are split deterministically (every fifth one held out, by sorted path) unless a
 //! separate hold-out folder is given; the same images give the same `model.onnx`, byte for byte.
@@ -149,6 +150,8 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
     if !(0.0..=1.0).contains(&options.min_agreement) {
         return Err(Error::Option(format!("minimum agreement {} is not a fraction; use a value from 0 to 1, e.g. 0.99", options.min_agreement)));
     }
+    // Refused before the work, not after it.
+    crate::fsutil::check_replaceable(&options.out)?;
     let load = LoadOptions { engine: options.engine.clone(), ..Default::default() };
     let float = Classifier::load(model, &load)?;
     if float.facts.precision != crate::engine::Precision::Fp32 {
@@ -210,21 +213,25 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
             "calibrate on more captures of the camera's real view, or lower --min-agreement if the loss is acceptable",
         ));
     }
-    std::fs::create_dir_all(&options.out).map_err(|e| Error::io(&options.out, e))?;
-    let written = crate::export::write_current_layout(&chosen_layout, &head, &float.labels, &float.iteration_id, &options.out)?;
-    let report = QuantizeReport {
-        out: options.out.clone(),
-        engine: float.engine.name().to_owned(),
-        calibration_images: calibration.len(),
-        holdout_images: holdout.len(),
-        quantized_tensors: plan.tensors.len(),
-        int8_convolutions: plan.int8_convolutions(),
-        chosen,
-        candidates,
-        min_agreement: options.min_agreement,
-        model_sha1: written.model_sha1,
-    };
-    let record = serde_json::to_vec_pretty(&report).expect("a plain struct");
-    write_atomic(&options.out.join(RECORD_FILE), &record)?;
-    Ok(report)
+    // Written whole into a hidden folder beside `out` and renamed to it: a kill at any moment
+    // leaves `out` absent, as it was, or complete, never a model without its labels or record.
+    crate::fsutil::write_folder(&options.out, |staging| {
+        let written = crate::export::write_current_layout(&chosen_layout, &head, &float.labels, &float.iteration_id, staging)?;
+        let report = QuantizeReport {
+            out: options.out.clone(),
+            engine: float.engine.name().to_owned(),
+            calibration_images: calibration.len(),
+            holdout_images: holdout.len(),
+            quantized_tensors: plan.tensors.len(),
+            int8_convolutions: plan.int8_convolutions(),
+            chosen,
+            candidates,
+            min_agreement: options.min_agreement,
+            model_sha1: written.model_sha1,
+        };
+        let record = serde_json::to_vec_pretty(&report).expect("a plain struct");
+        write_atomic(&staging.join(RECORD_FILE), &record)?;
+        Ok(report)
+    })
 }
+

@@ -159,3 +159,47 @@ pub fn onnxruntime_probabilities(model: &Path, classifier: &cvedge::Classifier, 
     assert!(out.status.success(), "run_onnx.py {}: {}", model.display(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("run_onnx.py output: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// A small tmpfs mounted on a temp dir, to make a disk full on purpose; unmounted on drop.
+/// `None` (and a message saying the test is skipped) where mounting is not permitted (not root).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: needs root for a tmpfs (a disk to fill)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with one file (`fill`) until a write fails; returns its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("fill");
+        let mut file = std::fs::File::create(&path).unwrap();
+        for size in [65536, 4096, 1] {
+            while file.write_all(&vec![0u8; size]).is_ok() {}
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}

@@ -27,11 +27,25 @@ pub enum MqttError {
     #[error("the MQTT publisher was shut down; the message was not stored (start a new publisher)")]
     Stopped,
 
-    #[error("{left} prediction(s) were not acknowledged by the broker before the shutdown timeout; they stay in {} and are sent after the next start", dir.display())]
-    Undelivered { left: usize, dir: PathBuf },
+    /// Not a failure of the publisher: the broker was away at shutdown. `lost` of the `left` were
+    /// only in memory (the disk was failing) and are gone; the rest are sent after the next start.
+    #[error("{left} prediction(s) were not acknowledged by the broker before the shutdown timeout; {}", undelivered_fate(*left, *lost, dir))]
+    Undelivered { left: usize, lost: usize, dir: PathBuf },
 
     #[error("cannot start the MQTT thread: {0}; the system is out of threads or memory")]
     Thread(std::io::Error),
+}
+
+fn undelivered_fate(left: usize, lost: usize, dir: &std::path::Path) -> String {
+    match lost {
+        0 => format!("they stay in {} and are sent after the next start", dir.display()),
+        _ if lost >= left => format!("they were kept in memory because {} could not be written (full or failing disk) and are lost", dir.display()),
+        _ => format!(
+            "{} of them stay in {} and are sent after the next start; {lost} were kept in memory because the disk failed and are lost",
+            left - lost,
+            dir.display()
+        ),
+    }
 }
 
 impl MqttError {

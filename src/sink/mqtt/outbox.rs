@@ -183,12 +183,12 @@ impl Outbox {
     /// Records the next block of ids as used, durably, before any of them is used.
     fn reserve(&mut self) -> io::Result<()> {
         let until = self.next_id.max(self.reserved) + ID_BLOCK;
-        let temp = self.dir.join(format!("{ID_FILE}.tmp"));
-        let mut file = File::create(&temp)?;
-        file.write_all(format!("{until}\n").as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temp, self.dir.join(ID_FILE))?;
-        File::open(&self.dir)?.sync_all()?;
+        // Atomically, or in place when a full disk has no room for a temporary file: the
+        // outbox then keeps its entries in memory, but ids still never go backwards.
+        crate::fsutil::write_counter(&self.dir.join(ID_FILE), format!("{until}\n").as_bytes()).map_err(|e| match e {
+            crate::error::Error::Io { cause, .. } => cause,
+            other => io::Error::other(other.to_string()),
+        })?;
         self.reserved = until;
         Ok(())
     }

@@ -271,7 +271,7 @@ impl Publisher {
     pub fn shutdown(self, flush_timeout: Duration) -> Result<(), MqttError> {
         let deadline = Instant::now() + flush_timeout;
         let shared = self.shared();
-        let (left, dir) = {
+        let (left, lost, dir) = {
             let mut core = shared.lock();
             if core.session.is_stopping() {
                 return Err(MqttError::Stopped);
@@ -287,14 +287,14 @@ impl Publisher {
             }
             shared.exit.store(CLEAN, Ordering::SeqCst);
             core.disconnect_if_connected();
-            (core.session.outbox_len(), core.session.outbox_dir().to_path_buf())
+            (core.session.outbox_len(), core.session.stats().memory_only, core.session.outbox_dir().to_path_buf())
         };
         let _ = self.handle.wake.try_send(());
         // Normally immediate; a connection attempt in progress may take longer, and then the
         // thread finishes by itself (sending `stopped`, then DISCONNECT, if it connects).
         let _ = self.handle.done.recv_timeout(CLOSE_GRACE);
         if left > 0 {
-            return Err(MqttError::Undelivered { left, dir });
+            return Err(MqttError::Undelivered { left, lost, dir });
         }
         Ok(())
     }
