@@ -1138,7 +1138,7 @@ def summary(results):
             desc = [f"{f['restarts']} restarts; produced {f['produced']} (seq {f['seq_range'][0]}..{f['seq_range'][1]}), delivered {f['delivered_distinct']} distinct, missing {f['missing']}, duplicates {f['duplicates']}",
                     f"state recovered after broker up: median {f['recover_s']['median']} s, max {f['recover_s']['max']} s (target < {RECOVER_TARGET} s); state sent after reconnecting: max {f['state_after_reconnect_s']['max']} s",
                     f"outage backlog delivered after broker up: median {f['backlog_delivered_s']['median']} s, max {f['backlog_delivered_s']['max']} s",
-                    f"after one {f['long_outage_s']:.0f} s outage: state recovered {f['recover_after_long_outage_s']} s after broker up (MQTT backoff 1 s doubling to 60 s, with jitter)"]
+                    f"after one {f['long_outage_s']:.0f} s outage: state recovered {f['recover_after_long_outage_s']} s after broker up (MQTT backoff 1 s doubling to 4 s, with jitter)"]
         elif r["name"] == "camera" and "camera_recovery_s" in f:
             desc = [f"{f['kills']} kills; offline reported: median {f['offline_reported_s']['median']} s",
                     f"camera recovery (stream restart to next prediction): median {f['camera_recovery_s']['median']} s, max {f['camera_recovery_s']['max']} s (target < {CAMERA_TARGET} s)",
