@@ -63,10 +63,12 @@ impl Classifier {
     /// Loads an export (zip, folder, model file), a trained iteration's folder, or an
     /// iterations folder (its published iteration).
     pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Classifier> {
-        match crate::iteration::resolve(path.as_ref())? {
+        let classifier = match crate::iteration::resolve(path.as_ref())? {
             Some(dir) => crate::iteration::load_classifier(&dir, options),
             None => Classifier::load_export(path, options),
-        }
+        };
+        crate::memory::release_freed();
+        classifier
     }
 
     /// Loads an export as it is, with the head it was exported with.

@@ -44,6 +44,7 @@ pub mod export;
 mod fsutil;
 pub mod head;
 pub mod iteration;
+mod memory;
 pub mod package;
 pub mod prediction;
 pub mod preprocess;
