@@ -27,8 +27,8 @@ pub const TARGETS: [(&str, fn(&[u8])); 6] = [
 /// turns tract's panics on malformed graphs into errors (see `engine::tract`), and a fuzzer must
 /// not count those; but the same boundary also covers cvedge's graph code, whose panics are bugs.
 /// So the previous hook (libFuzzer's, which aborts) runs for panics located in cvedge's sources;
-/// others are printed in one line and left to unwind: caught, they are errors, uncaught, libFuzzer
-/// aborts on them when they reach it.
+/// others are printed and left to unwind: caught, they are errors; uncaught, libFuzzer aborts on
+/// them when they reach it (and a test fails).
 pub fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -36,8 +36,7 @@ pub fn install_panic_hook() {
             OWN_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             previous(info);
         } else {
-            let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-            eprintln!("panic in a dependency at {location} (an error if caught at the engine boundary)");
+            eprintln!("{info}\n(outside cvedge's code: an error if the engine boundary catches it)");
         }
     }));
 }
