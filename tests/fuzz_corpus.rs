@@ -64,3 +64,15 @@ fn committed_fuzz_corpora_replay_without_panics_or_hangs() {
     eprintln!("all corpora in {:.1} s", started.elapsed().as_secs_f64());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A model tract panics on (found by fuzzing) is refused with an error naming the file, the
+/// same as any other damaged model, instead of taking down the process loading it.
+#[test]
+fn a_graph_tract_panics_on_is_a_model_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.tflite");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/model_bytes/regression-tract-panic-tflite-tensor-shape"), &model).unwrap();
+    std::fs::write(dir.path().join("labels.txt"), "a\nb\n").unwrap();
+    let err = cvedge::Classifier::load(&model, &cvedge::LoadOptions::default()).err().expect("the model is refused").to_string();
+    assert!(err.starts_with(&model.display().to_string()) && err.contains("the tract engine crashed while reading the graph"), "{err}");
+}

@@ -265,13 +265,15 @@ fn split(path: &Path, mut model: TypedModel, dtype: TensorType, split: bool) -> 
 /// one image's features. Returns `None` when the tail is not a linear layer; the head knows its
 /// activation.
 pub fn tail_head(path: &Path, tail: &tract_onnx::pb::ModelProto, features: &[usize], dtype: TensorType) -> Result<Option<Box<dyn crate::head::Head>>> {
-    let model = tract_onnx::onnx()
-        .model_for_proto_model(tail)
-        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(datum_type(dtype), features)))
-        .and_then(|m| m.into_typed())
-        .map_err(|e| engine_error(path, e))?;
-    let split = split(path, model, dtype, true)?;
-    Ok(split.split_at.map(|_| split.head))
+    guarded(path, "reading the graph's head", || {
+        let model = tract_onnx::onnx()
+            .model_for_proto_model(tail)
+            .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(datum_type(dtype), features)))
+            .and_then(|m| m.into_typed())
+            .map_err(|e| engine_error(path, e))?;
+        let split = split(path, model, dtype, true)?;
+        Ok(split.split_at.map(|_| split.head))
+    })
 }
 
 fn datum_type(dtype: TensorType) -> DatumType {
