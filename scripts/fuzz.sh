@@ -71,7 +71,8 @@ for target in "${targets[@]}"; do
     if [ "${CVEDGE_FUZZ_MERGE:-0}" = 1 ]; then
         merged=artifacts/merged/$target
         rm -rf "$merged" && mkdir -p "$merged"
-        "$bin_dir/$target" -merge=1 -timeout=10 -rss_limit_mb=2048 "$merged" "corpus/$target" "$work" >>"$log" 2>&1
+        # Edges only (no hit counters): for export_zip, 840 files (0.6 MB) instead of 2160 (2.6 MB).
+        "$bin_dir/$target" -merge=1 -use_counters=0 -timeout=10 -rss_limit_mb=2048 "$merged" "corpus/$target" "$work" >>"$log" 2>&1
         # Reproducers of fixed crashes stay whether or not they still add coverage.
         cp corpus/"$target"/regression-* "$merged"/ 2>/dev/null || true
         rm -rf "corpus/$target" && mv "$merged" "corpus/$target"
