@@ -73,8 +73,17 @@ impl Classifier {
 
     /// Loads an export as it is, with the head it was exported with.
     pub fn load_export(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Classifier> {
-        let mut package = ExportPackage::load(path)?;
+        Classifier::from_package(ExportPackage::load(path)?, options)
+    }
+
+    /// Assembles a classifier from an export already read (from a file or from memory).
+    pub fn from_package(mut package: ExportPackage, options: &LoadOptions) -> Result<Classifier> {
         let analysed = engine::analyse(&mut package, &options.engine)?;
+        Classifier::from_analysed(package, analysed, options)
+    }
+
+    /// As [`Classifier::from_package`], on what [`engine::analyse`] found in the package.
+    pub fn from_analysed(mut package: ExportPackage, analysed: engine::Analysed, options: &LoadOptions) -> Result<Classifier> {
         let labels = package.labels.clone().or_else(|| analysed.facts.embedded_labels.clone()).ok_or_else(|| {
             Error::package(
                 &package.origin,

@@ -42,6 +42,8 @@ pub mod engine;
 pub mod error;
 pub mod export;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod head;
 pub mod iteration;
 mod memory;

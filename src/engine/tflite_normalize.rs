@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use flatbuffers::{FlatBufferBuilder, Push, PushAlignment, Table, Vector, WIPOffset};
 use tract_core::prelude::f16;
 use tract_tflite::tflite::{
-    self, Buffer, BufferArgs, BuiltinOperator, Operator, OperatorArgs, OperatorCode,
+    self, Buffer, BufferArgs, BuiltinOperator, BuiltinOptions, Operator, OperatorArgs, OperatorCode,
     OperatorCodeArgs, QuantizationParameters, SubGraph, SubGraphArgs, Tensor, TensorArgs,
     TensorType,
 };
@@ -110,6 +110,14 @@ impl<'b> Orig<'b> {
     fn str<U>(&self, s: Option<&'b str>) -> Option<WIPOffset<U>> {
         s.map(|s| self.at(s.as_ptr() as usize - self.bytes.as_ptr() as usize - 4))
     }
+}
+
+/// An operator's options table, when flatbuffers' verifier has checked it: the verifier skips the
+/// value of a union whose type is NONE or unknown, so such a value may point anywhere (fuzzing
+/// found one past the end of the file, which made the offset arithmetic underflow).
+fn verified_options<'b>(op: &Operator<'b>) -> Option<Table<'b>> {
+    let kind = op.builtin_options_type();
+    (kind != BuiltinOptions::NONE && kind.variant_name().is_some()).then(|| op.builtin_options()).flatten()
 }
 
 /// tf.lite's rule (GetBuiltinCode): new files put codes > 127 in `builtin_code` only.
@@ -444,7 +452,7 @@ pub fn normalize_tflite(bytes: &[u8]) -> Result<(Vec<u8>, NormalizeReport), Tfli
             inputs: Some(fbb.create_vector(&ins)),
             outputs: o.vec(op.outputs()),
             builtin_options_type: op.builtin_options_type(),
-            builtin_options: op.builtin_options().map(|t| o.tab(t)),
+            builtin_options: verified_options(&op).map(|t| o.tab(t)),
             custom_options: o.vec(op.custom_options()),
             custom_options_format: op.custom_options_format(),
             mutating_variable_inputs: o.vec(op.mutating_variable_inputs()),

@@ -48,6 +48,24 @@ fn engine_error(path: &Path, e: TractError) -> Error {
     }
 }
 
+/// Runs a stage of loading a graph into tract, turning a panic into an error. tract trusts the
+/// graphs it reads and panics on some malformed ones (fuzzing found them); a damaged or hostile
+/// model file must be refused with a message, not take down the daemon or server loading it.
+fn guarded<T>(path: &Path, stage: &str, load: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(Error::model(
+            path,
+            format!("the tract engine crashed while {stage} ({})", first_line(&message)),
+            "the file is damaged or not a Custom Vision export: copy it from the export again, and report it if it is one",
+        ))
+    })
+}
+
 fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or("");
     line.chars().take(300).collect()
@@ -170,7 +188,11 @@ pub struct Graph(TypedModel);
 
 /// Reads the export's graph into tract and splits it into backbone + head.
 pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<Analysed> {
-    let path = package.model_path.as_path();
+    let path = package.model_path.clone();
+    guarded(&path, "reading the graph", || analyse_unguarded(&path, package, options))
+}
+
+fn analyse_unguarded(path: &Path, package: &mut ExportPackage, options: &EngineOptions) -> Result<Analysed> {
     // `auto` hands the bytes to onnxruntime next; otherwise tract is their last reader, and
     // freeing them once parsed keeps one copy of the weights out of the peak memory.
     let bytes = match options.choice {
@@ -243,13 +265,15 @@ fn split(path: &Path, mut model: TypedModel, dtype: TensorType, split: bool) -> 
 /// one image's features. Returns `None` when the tail is not a linear layer; the head knows its
 /// activation.
 pub fn tail_head(path: &Path, tail: &tract_onnx::pb::ModelProto, features: &[usize], dtype: TensorType) -> Result<Option<Box<dyn crate::head::Head>>> {
-    let model = tract_onnx::onnx()
-        .model_for_proto_model(tail)
-        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(datum_type(dtype), features)))
-        .and_then(|m| m.into_typed())
-        .map_err(|e| engine_error(path, e))?;
-    let split = split(path, model, dtype, true)?;
-    Ok(split.split_at.map(|_| split.head))
+    guarded(path, "reading the graph's head", || {
+        let model = tract_onnx::onnx()
+            .model_for_proto_model(tail)
+            .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(datum_type(dtype), features)))
+            .and_then(|m| m.into_typed())
+            .map_err(|e| engine_error(path, e))?;
+        let split = split(path, model, dtype, true)?;
+        Ok(split.split_at.map(|_| split.head))
+    })
 }
 
 fn datum_type(dtype: TensorType) -> DatumType {
@@ -267,11 +291,9 @@ impl TractEngine {
         if threads > 1 {
             run_options.executor = Some(tract_linalg::multithread::Executor::multithread_with_name(threads, "cvedge-tract"));
         }
-        let plan = backbone
-            .0
-            .into_optimized()
-            .and_then(|m| m.into_runnable_with_options(&run_options))
-            .map_err(|e| engine_error(path, e))?;
+        let plan = guarded(path, "optimising the graph", || {
+            backbone.0.into_optimized().and_then(|m| m.into_runnable_with_options(&run_options)).map_err(|e| engine_error(path, e))
+        })?;
         Ok(TractEngine { plan, input, output_width })
     }
 }

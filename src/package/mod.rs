@@ -113,6 +113,18 @@ impl ExportPackage {
         Self::from_container(origin, Container::Dir(dir), Some((name, bytes)))
     }
 
+    /// Loads an export held in memory: a zip, or a bare model file with nothing beside it.
+    /// `origin` names it in messages.
+    pub fn from_bytes(origin: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<ExportPackage> {
+        let origin = origin.into();
+        if format::is_zip(&bytes) {
+            let entries = read_zip(&origin, &bytes)?;
+            return Self::from_container(origin, Container::Zip(entries), None);
+        }
+        let name = origin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Self::from_container(origin, Container::Zip(BTreeMap::new()), Some((name, bytes)))
+    }
+
     fn from_container(
         origin: PathBuf,
         container: Container,
@@ -129,14 +141,12 @@ impl ExportPackage {
             },
             None => None,
         };
-        let (model_name, model_bytes) = match bare_model {
-            Some(model) => model,
-            None => choose_model(&origin, &container, manifest.as_ref())?,
-        };
-        let model_path = match &container {
-            Container::Zip(_) => origin.join(&model_name),
-            Container::Dir(_) if origin.is_dir() => origin.join(&model_name),
-            Container::Dir(_) => origin.clone(),
+        let (model_path, model_name, model_bytes) = match bare_model {
+            Some((name, bytes)) => (origin.clone(), name, bytes),
+            None => {
+                let (name, bytes) = choose_model(&origin, &container, manifest.as_ref())?;
+                (origin.join(&name), name, bytes)
+            }
         };
         let format = detect_format(&model_path, &model_name, &model_bytes)?;
 
@@ -192,14 +202,30 @@ fn read_zip(origin: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
     };
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| damaged(&e))?;
     let mut entries = BTreeMap::new();
+    let mut budget = MAX_ENTRY_BYTES;
     for i in 0..archive.len() {
         let mut file = archive.by_index(i).map_err(|e| damaged(&e))?;
-        if file.is_dir() || file.size() > MAX_ENTRY_BYTES {
+        let size = file.size();
+        if file.is_dir() || size > MAX_ENTRY_BYTES {
             continue;
         }
+        if size > budget {
+            return Err(Error::package(
+                origin,
+                format!("the zip's files add up to more than {} MB", MAX_ENTRY_BYTES >> 20),
+                "unzip the export and point --model at the folder holding the model file",
+            ));
+        }
         let name = file.name().trim_start_matches("./").to_owned();
-        let mut data = Vec::with_capacity(file.size() as usize);
-        file.read_to_end(&mut data).map_err(|e| damaged(&e))?;
+        // The declared size is only a claim: a deflated entry can inflate far beyond it (a zip
+        // bomb), so no more than it is read and only what arrives is allocated.
+        let mut data = Vec::with_capacity(size.min(bytes.len() as u64) as usize);
+        (&mut file).take(size + 1).read_to_end(&mut data).map_err(|e| damaged(&e))?;
+        if data.len() as u64 != size {
+            let than = if data.len() as u64 > size { "more" } else { "fewer" };
+            return Err(damaged(&format!("{name} holds {than} bytes than the {size} its header says")));
+        }
+        budget -= size;
         entries.insert(name, data);
     }
     Ok(entries)
@@ -250,4 +276,48 @@ fn detect_format(model_path: &Path, name: &str, bytes: &[u8]) -> Result<ModelFor
         None => "the file is not an ONNX, TensorFlow Lite or TensorFlow frozen-graph model".to_owned(),
     };
     Err(Error::package(model_path, problem, "copy the model file from the Custom Vision export again"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(vec![]));
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, bytes) in files {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    /// Rewrites every header's uncompressed size of a one-entry zip (local header offset 22,
+    /// central directory offset 24).
+    fn claim_size(mut zip: Vec<u8>, size: u32) -> Vec<u8> {
+        for (signature, offset) in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)] {
+            let at = zip.windows(4).position(|w| w == signature).unwrap() + offset;
+            zip[at..at + 4].copy_from_slice(&size.to_le_bytes());
+        }
+        zip
+    }
+
+    #[test]
+    fn zips_load_from_memory() {
+        let model = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/conformance/tflite-2019-fp32/model.tflite")).unwrap();
+        let package = ExportPackage::from_bytes("x.zip", zip(&[("app/model.tflite", &model), ("app/labels.txt", b"a\nb\n")])).unwrap();
+        assert_eq!((package.format, package.model_path.as_path()), (ModelFormat::TfLite, Path::new("x.zip/app/model.tflite")));
+        assert_eq!(package.labels, Some(vec!["a".to_owned(), "b".to_owned()]));
+        let bare = ExportPackage::from_bytes("dir/m.tflite", model).unwrap();
+        assert_eq!((bare.model_path.as_path(), bare.labels), (Path::new("dir/m.tflite"), None));
+    }
+
+    #[test]
+    fn an_entry_larger_than_its_header_says_is_refused() {
+        // A zip bomb's entries claim a small size and inflate to far more; reading stops at the claim.
+        let wire = claim_size(zip(&[("model.onnx", &[8u8; 100])]), 10);
+        let err = ExportPackage::from_bytes("bomb.zip", wire).unwrap_err().to_string();
+        assert!(err.contains("model.onnx holds more bytes than the 10 its header says"), "{err}");
+    }
 }

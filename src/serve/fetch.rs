@@ -110,7 +110,7 @@ impl Fetcher {
         }
     }
 
-    fn body(&self, mut response: Response, shown: &str, deadline: Instant) -> Result<Vec<u8>, FetchError> {
+    pub(crate) fn body(&self, mut response: Response, shown: &str, deadline: Instant) -> Result<Vec<u8>, FetchError> {
         let limit = self.limits.max_bytes;
         let length = response.header("content-length").and_then(|n| n.parse::<u64>().ok());
         if length.is_some_and(|n| n > limit as u64) {
@@ -176,7 +176,7 @@ fn shown(tls: bool, url: &Url) -> String {
 }
 
 /// A redirect's `Location`: absolute, or a path on the same server.
-fn resolve(tls: bool, base: &Url, location: &str) -> String {
+pub(crate) fn resolve(tls: bool, base: &Url, location: &str) -> String {
     if location.contains("://") {
         return location.to_string();
     }

@@ -228,56 +228,13 @@ impl Conn {
             }
         }
         self.reader.get_mut().set_deadline(Instant::now() + self.request_time);
-        let line = read_line(&mut self.reader).map_err(ReadError::from_io)?;
-        let mut fields = line.split(' ');
-        let (Some(method), Some(target), Some(version), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
-            return Err(ReadError::Bad(format!("{:?} is not an HTTP request line", line.chars().take(60).collect::<String>())));
-        };
-        let http11 = match version {
-            "HTTP/1.1" => true,
-            "HTTP/1.0" => false,
-            other => return Err(ReadError::Bad(format!("{:?} is not HTTP/1.0 or HTTP/1.1", other.chars().take(20).collect::<String>()))),
-        };
-        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ReadError::Bad(format!("{:?} is not an HTTP method", method.chars().take(20).collect::<String>())));
-        }
-        let headers = read_headers(&mut self.reader).map_err(ReadError::from_io)?;
-        let target = target.split('#').next().unwrap_or("");
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        Ok(Request { method: method.to_string(), path: path.to_string(), query: query.to_string(), http11, headers })
+        read_request(&mut self.reader)
     }
 
     /// Reads the request's body, refusing one larger than `limit` bytes: a declared length over the
     /// limit is refused before any of the body is read (and before `100 Continue` is sent).
     pub fn read_body(&mut self, request: &Request, limit: usize) -> Result<Vec<u8>, ReadError> {
-        let chunked = match request.header("transfer-encoding") {
-            None => false,
-            Some(te) if te.eq_ignore_ascii_case("chunked") => true,
-            Some(te) => return Err(ReadError::Bad(format!("Transfer-Encoding {te:?} is not supported (send Content-Length or chunked)"))),
-        };
-        let length = match request.header("content-length") {
-            Some(_) if chunked => return Err(ReadError::Bad("both Content-Length and Transfer-Encoding are set".into())),
-            Some(n) => Some(n.trim().parse::<u64>().map_err(|_| ReadError::Bad(format!("Content-Length {n:?} is not a number")))?),
-            None => None,
-        };
-        if let Some(n) = length.filter(|n| *n > limit as u64) {
-            return Err(ReadError::TooLarge(Some(n)));
-        }
-        if request.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) && request.http11 {
-            self.writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").map_err(|_| ReadError::Closed)?;
-        }
-        let mut body = vec![];
-        if chunked {
-            Chunked::new(&mut self.reader).take(limit as u64 + 1).read_to_end(&mut body).map_err(ReadError::from_io)?;
-            if body.len() > limit {
-                return Err(ReadError::TooLarge(None));
-            }
-            read_headers(&mut self.reader).map_err(ReadError::from_io)?; // trailers, up to the empty line
-        } else if let Some(n) = length {
-            body.resize(n as usize, 0);
-            self.reader.read_exact(&mut body).map_err(ReadError::from_io)?;
-        }
-        Ok(body)
+        read_body(&mut self.reader, &mut self.writer, request, limit)
     }
 
     /// Writes `response`; `head_only` for HEAD requests.
@@ -324,6 +281,62 @@ impl Conn {
         self.reader.get_mut().set_deadline(Instant::now() + LINGER_TIME);
         let _ = io::copy(&mut (&mut self.reader).take(LINGER_BYTES), &mut io::sink());
     }
+}
+
+/// Reads a request line and headers from `reader` (a connection's, or any bytes: the parser is
+/// generic so it can be fuzzed without sockets).
+pub fn read_request(reader: &mut impl BufRead) -> Result<Request, ReadError> {
+    let line = read_line(reader).map_err(ReadError::from_io)?;
+    let mut fields = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+        return Err(ReadError::Bad(format!("{:?} is not an HTTP request line", line.chars().take(60).collect::<String>())));
+    };
+    let http11 = match version {
+        "HTTP/1.1" => true,
+        "HTTP/1.0" => false,
+        other => return Err(ReadError::Bad(format!("{:?} is not HTTP/1.0 or HTTP/1.1", other.chars().take(20).collect::<String>()))),
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ReadError::Bad(format!("{:?} is not an HTTP method", method.chars().take(20).collect::<String>())));
+    }
+    let headers = read_headers(reader).map_err(ReadError::from_io)?;
+    let target = target.split('#').next().unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Ok(Request { method: method.to_string(), path: path.to_string(), query: query.to_string(), http11, headers })
+}
+
+/// Reads `request`'s body from `reader`, refusing one larger than `limit` bytes: a declared length
+/// over the limit is refused before any of the body is read (and before `100 Continue` is written
+/// to `continue_to`).
+pub fn read_body(reader: &mut impl BufRead, continue_to: &mut impl Write, request: &Request, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let chunked = match request.header("transfer-encoding") {
+        None => false,
+        Some(te) if te.eq_ignore_ascii_case("chunked") => true,
+        Some(te) => return Err(ReadError::Bad(format!("Transfer-Encoding {te:?} is not supported (send Content-Length or chunked)"))),
+    };
+    let length = match request.header("content-length") {
+        Some(_) if chunked => return Err(ReadError::Bad("both Content-Length and Transfer-Encoding are set".into())),
+        Some(n) => Some(n.trim().parse::<u64>().map_err(|_| ReadError::Bad(format!("Content-Length {n:?} is not a number")))?),
+        None => None,
+    };
+    if let Some(n) = length.filter(|n| *n > limit as u64) {
+        return Err(ReadError::TooLarge(Some(n)));
+    }
+    if request.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) && request.http11 {
+        continue_to.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").map_err(|_| ReadError::Closed)?;
+    }
+    let mut body = vec![];
+    if chunked {
+        Chunked::new(&mut *reader).take(limit as u64 + 1).read_to_end(&mut body).map_err(ReadError::from_io)?;
+        if body.len() > limit {
+            return Err(ReadError::TooLarge(None));
+        }
+        read_headers(reader).map_err(ReadError::from_io)?; // trailers, up to the empty line
+    } else if let Some(n) = length {
+        body.resize(n as usize, 0);
+        reader.read_exact(&mut body).map_err(ReadError::from_io)?;
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

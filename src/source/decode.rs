@@ -116,6 +116,20 @@ mod tests {
     }
 
     #[test]
+    fn decompression_bombs_are_refused_from_their_headers() {
+        // 69 bytes claiming 9000x9000 pixels (243 MB of RGB): refused before any allocation.
+        let png = b"\x89PNG\x0d\x0a\x1a\x0a\x00\x00\x00\x0dIHDR\x00\x00#(\x00\x00#(\x08\x02\x00\x00\x00\xe2\xb7\xe5\xed\x00\x00\x00\x0cIDATx\x9cc```\x00\x00\x00\x04\x00\x01\xf6\x178U\x00\x00\x00\x00IEND\xaeB`\x82";
+        let err = decode_bounded(png, "bomb.png", 50_000_000).unwrap_err().to_string();
+        assert!(err.contains("9000x9000, larger than cvedge decodes (50 megapixels)"), "{err}");
+        // A real JPEG whose frame header is rewritten to 12288x12288.
+        let mut jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gray.jpg")).unwrap();
+        let sof = jpeg.windows(2).position(|w| w[0] == 0xff && (0xc0..=0xc2).contains(&w[1])).unwrap();
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0x30, 0x00, 0x30, 0x00]);
+        let err = decode_bounded(&jpeg, "bomb.jpg", 50_000_000).unwrap_err().to_string();
+        assert!(err.contains("12288x12288, larger than"), "{err}");
+    }
+
+    #[test]
     fn garbage_and_truncation_are_errors_not_panics() {
         let err = decode(b"this is not an image", "x.jpg").unwrap_err().to_string();
         assert!(err.contains("x.jpg") && err.contains("not a readable image"), "{err}");

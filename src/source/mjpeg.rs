@@ -24,6 +24,12 @@ impl MjpegSource {
         let response = http::get(&url, options.read_timeout).map_err(|e| {
             Error::capture(&origin, format!("cannot connect ({e})"), "check that the camera is on, its address and port, and the network")
         })?;
+        MjpegSource::from_response(&url, response)
+    }
+
+    /// Checks that a camera's response is an MJPEG stream and reads frames from its body.
+    pub(crate) fn from_response(url: &Url, response: http::Response) -> Result<MjpegSource> {
+        let origin = format!("mjpeg:{}", url.without_credentials());
         if response.status == 401 || response.status == 403 {
             let fix = if url.credentials.is_some() { "check the user name and password" } else { "add them: mjpeg:http://user:password@host/..." };
             return Err(Error::capture(&origin, format!("the camera refused access (HTTP {} {})", response.status, response.reason), fix));

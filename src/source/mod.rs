@@ -12,7 +12,7 @@ mod decode;
 mod ffmpeg;
 mod file;
 pub(crate) mod http;
-mod jpeg_stream;
+pub(crate) mod jpeg_stream;
 mod mjpeg;
 pub(crate) mod multipart;
 mod pace;
