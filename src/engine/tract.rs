@@ -53,17 +53,17 @@ fn engine_error(path: &Path, e: TractError) -> Error {
 /// model file must be refused with a message, not take down the daemon or server loading it.
 fn guarded<T>(path: &Path, stage: &str, load: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_owned());
+        let message = panic_message(&*panic);
         Err(Error::model(
             path,
             format!("the tract engine crashed while {stage} ({})", first_line(&message)),
             "the file is damaged or not a Custom Vision export: copy it from the export again, and report it if it is one",
         ))
     })
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "no message".to_owned())
 }
 
 fn first_line(text: &str) -> String {
@@ -325,6 +325,11 @@ impl super::Engine for TractEngine {
             let result = self.plan.run(tvec![tensor.into_tvalue()])?;
             Ok(result[0].to_plain_array_view::<f32>()?.iter().copied().collect())
         };
-        run().map_err(|e| Error::Inference(format!("{e:#}")))
+        // A graph tract accepted at load can still panic in a kernel: the caller (a camera's
+        // worker, an HTTP worker, a training pass) loses this image, not its thread.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+            Ok(result) => result.map_err(|e| Error::Inference(format!("{e:#}"))),
+            Err(panic) => Err(Error::Inference(format!("the tract engine crashed ({})", first_line(&panic_message(&*panic))))),
+        }
     }
 }
