@@ -631,14 +631,20 @@ def scenario_broker(c, s):
 # 2. The camera stream killed and restarted
 
 
-def scenario_camera(c, s):
-    broker = Broker(c, "broker-camera", persistence=False)
+def broker_camera_watcher(c, s, device, watcher):
+    """A broker (no persistence), an ffmpeg IP camera, and `watcher` subscribed to the device."""
+    broker = Broker(c, f"broker-{device}", persistence=False)
     broker.start()
     camera = Camera(c)
     camera.start()
     time.sleep(0.5)
-    sub = Mqtt(broker.port, "auditor-cam", ["cvedge/cam/#"], persistent=False)
-    s.require(sub.connected.wait(10), "the auditor could not subscribe")
+    sub = Mqtt(broker.port, watcher, [f"cvedge/{device}/#"], persistent=False)
+    s.require(sub.connected.wait(10), f"the {watcher} could not subscribe")
+    return broker, camera, sub
+
+
+def scenario_camera(c, s):
+    broker, camera, sub = broker_camera_watcher(c, s, "cam", "auditor-cam")
     daemon = Daemon(c, "camera", "cam", [("gate", f"mjpeg:{camera.url}", None)], broker.port, c.root / "state-cam")
     daemon.start()
     status = lambda want: (lambda m: m.topic == "cvedge/cam/gate/status" and m.text() == want)
@@ -756,13 +762,7 @@ def scenario_disk(c, s):
 
 
 def disk_captures(c, s, disk):
-    broker = Broker(c, "broker-disk", persistence=False)
-    broker.start()
-    camera = Camera(c)
-    camera.start()
-    time.sleep(0.5)
-    sub = Mqtt(broker.port, "technician", ["cvedge/disk/#"], persistent=False)
-    s.require(sub.connected.wait(10), "the technician could not subscribe")
+    broker, camera, sub = broker_camera_watcher(c, s, "disk", "technician")
     data, state = disk / "data", disk / "state"
     # data and state on the same small disk, as /var/lib/cvedge is on a Pi's SD card.
     daemon = Daemon(c, "disk", "disk", [("door", f"mjpeg:{camera.url}", None)], broker.port, state, data)
