@@ -552,6 +552,28 @@ def wait_delivered(sub, topic, produced, within):
     return wait_until(done, within, step=0.1)
 
 
+def stop_all(sub, daemon, broker, camera=None):
+    """A scenario's teardown, whatever state it ended in."""
+    sub.close()
+    if daemon.alive():
+        daemon.kill()
+    if camera:
+        camera.kill()
+    broker.stop()
+
+
+def broker_camera_watcher(c, s, device, watcher):
+    """A broker (no persistence), an ffmpeg IP camera, and `watcher` subscribed to the device."""
+    broker = Broker(c, f"broker-{device}", persistence=False)
+    broker.start()
+    camera = Camera(c)
+    camera.start()
+    time.sleep(0.5)
+    sub = Mqtt(broker.port, watcher, [f"cvedge/{device}/#"], persistent=False)
+    s.require(sub.connected.wait(10), f"the {watcher} could not subscribe")
+    return broker, camera, sub
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. Broker restarts under a steady frame rate
 
@@ -621,26 +643,11 @@ def scenario_broker(c, s):
         s.check(d["missing"] == 0, f"{d['missing']} of {d['produced']} produced seqs never arrived: {d['missing_first']}")
         s.check(d["produced"] >= 10 * c.rounds, f"only {d['produced']} predictions: the frame rate was not steady")
     finally:
-        sub.close()
-        if daemon.alive():
-            daemon.kill()
-        broker.stop()
+        stop_all(sub, daemon, broker)
 
 
 # ---------------------------------------------------------------------------------------------
 # 2. The camera stream killed and restarted
-
-
-def broker_camera_watcher(c, s, device, watcher):
-    """A broker (no persistence), an ffmpeg IP camera, and `watcher` subscribed to the device."""
-    broker = Broker(c, f"broker-{device}", persistence=False)
-    broker.start()
-    camera = Camera(c)
-    camera.start()
-    time.sleep(0.5)
-    sub = Mqtt(broker.port, watcher, [f"cvedge/{device}/#"], persistent=False)
-    s.require(sub.connected.wait(10), f"the {watcher} could not subscribe")
-    return broker, camera, sub
 
 
 def scenario_camera(c, s):
@@ -688,11 +695,7 @@ def scenario_camera(c, s):
             "predictions": daemon.count(),
         })
     finally:
-        sub.close()
-        if daemon.alive():
-            daemon.kill()
-        camera.kill()
-        broker.stop()
+        stop_all(sub, daemon, broker, camera)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -823,11 +826,7 @@ def disk_captures(c, s, disk):
         s.figures["delivery"] = d
         s.check(d["missing"] == 0, f"{d['missing']} predictions lost around the full disk: {d['missing_first']}")
     finally:
-        sub.close()
-        if daemon.alive():
-            daemon.kill()
-        camera.kill()
-        broker.stop()
+        stop_all(sub, daemon, broker, camera)
 
 
 def make_data(c, folder, tags, count=6, seed=0):
@@ -959,10 +958,7 @@ def kill_daemon(c, s):
         seqs = sorted(daemon.seqs("door"))
         s.check(len(seqs) == len(set(s_ for _, cam, s_ in daemon.produced if cam == "door")), "a seq was reused after a restart")
     finally:
-        sub.close()
-        if daemon.alive():
-            daemon.kill()
-        broker.stop()
+        stop_all(sub, daemon, broker)
 
 
 def timed(c, args, timeout=120):
