@@ -63,9 +63,14 @@ pub fn export_zip(data: &[u8]) {
 }
 
 /// A model file (ONNX, TFLite or TensorFlow, told by its bytes) read, split and optimised by
-/// tract. Labels are made up to match the graph's outputs so that loading goes all the way.
+/// tract, and a TFLite or TensorFlow one also rewritten as ONNX (what onnxruntime, `quantize`
+/// and `export` run it through). Labels are made up to match the graph's outputs so that loading
+/// goes all the way.
 pub fn model_bytes(data: &[u8]) {
     let Ok(mut package) = ExportPackage::from_bytes("fuzz.model", data.to_vec()) else { return };
+    if package.format != crate::package::ModelFormat::Onnx {
+        let _ = crate::convert::engine_twin(&package.model_bytes, package.format, &package.model_path);
+    }
     let options = LoadOptions::default();
     let Ok(analysed) = engine::analyse(&mut package, &options.engine) else { return };
     package.labels = Some((0..analysed.head.tags()).map(|i| format!("tag{i}")).collect());

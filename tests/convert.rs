@@ -112,8 +112,8 @@ fn real_2018_tensorflow_export_twin() {
     check_fixture_twin("tf-bananas-2018");
 }
 
-/// A TensorFlow graph: `data` NHWC 8x8x3 -> `op` -> mean over H, W -> `loss`.
-fn tf_graph(op: &str) -> Vec<u8> {
+/// A TensorFlow graph: `data` NHWC 8x8x3 -> `op` (reading `op_input`) -> mean over H, W -> `loss`.
+fn tf_graph(op: &str, op_input: &str) -> Vec<u8> {
     use prost::Message;
     use tract_tensorflow::tfpb::tensorflow::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto, TensorShapeProto};
     let node = |name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, attr_value::Value)>| NodeDef {
@@ -129,7 +129,7 @@ fn tf_graph(op: &str) -> Vec<u8> {
     GraphDef {
         node: vec![
             node("Placeholder", "Placeholder", &[], vec![("shape", attr_value::Value::Shape(shape))]),
-            node("odd", op, &["Placeholder"], vec![]),
+            node("odd", op, &[op_input], vec![]),
             node("axes", "Const", &[], vec![("value", attr_value::Value::Tensor(axes))]),
             node("pooled", "Mean", &["odd", "axes"], vec![]),
             node("loss", "Softmax", &["pooled"], vec![]),
@@ -139,20 +139,27 @@ fn tf_graph(op: &str) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn target() -> cvedge::convert::Target {
+fn conventions() -> cvedge::preprocess::Conventions {
     use cvedge::preprocess::{ColorOrder, Conventions, Recipe, ValueRange};
-    let conventions = Conventions { recipe: Recipe::ShorterSide { target: 256 }, color: ColorOrder::Bgr, range: ValueRange::Byte, mean_bgr: None };
-    cvedge::convert::Target { conventions, kind: cvedge::classifier::Kind::MultiClass }
+    Conventions { recipe: Recipe::ShorterSide { target: 256 }, color: ColorOrder::Bgr, range: ValueRange::Byte, mean_bgr: None }
 }
 
 #[test]
 fn unconvertible_ops_are_named_with_what_still_works() {
     let path = Path::new("model.pb");
-    let model = cvedge::convert::to_onnx(&tf_graph("Relu"), ModelFormat::TfFrozenGraph, path, &target()).unwrap();
+    let model = cvedge::convert::to_onnx(&tf_graph("Relu", "Placeholder"), ModelFormat::TfFrozenGraph, path, &conventions()).unwrap();
     let ops: Vec<&str> = model.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
     assert_eq!(ops, ["Relu", "GlobalAveragePool", "Reshape", "Softmax", "Identity"]);
-    let err = cvedge::convert::to_onnx(&tf_graph("Erf"), ModelFormat::TfFrozenGraph, path, &target()).unwrap_err().to_string();
+    let err = cvedge::convert::to_onnx(&tf_graph("Erf", "Placeholder"), ModelFormat::TfFrozenGraph, path, &conventions()).unwrap_err().to_string();
     assert!(err.contains("the op Erf") && err.contains("`odd`") && err.contains("still runs"), "{err}");
-    let err = cvedge::convert::to_onnx(b"not a graph", ModelFormat::TfLite, path, &target()).unwrap_err().to_string();
+    let err = cvedge::convert::to_onnx(b"not a graph", ModelFormat::TfLite, path, &conventions()).unwrap_err().to_string();
     assert!(err.contains("cannot be rewritten as ONNX"), "{err}");
+}
+
+/// A damaged graph whose op reads its own output, through the mean: refused, not walked for ever.
+#[test]
+fn a_cycle_in_a_tensorflow_graph_is_refused() {
+    let Err(err) = cvedge::convert::engine_twin(&tf_graph("Relu", "pooled"), ModelFormat::TfFrozenGraph, Path::new("model.pb")) else { panic!("a cyclic graph was converted") };
+    let err = err.to_string();
+    assert!(err.contains("a cycle through") && err.contains("cannot be rewritten as ONNX"), "{err}");
 }

@@ -35,6 +35,29 @@ pub fn unsupported<T>(what: impl Into<String>) -> BuildResult<T> {
     Err(Unsupported(what.into()))
 }
 
+/// A source axis argument (negative counts from the end) as an axis of a rank-`rank` tensor.
+pub fn axis(a: i64, rank: usize) -> BuildResult<usize> {
+    let r = rank as i64;
+    if a < -r || a >= r {
+        return unsupported(format!("axis {a} of a rank-{rank} tensor"));
+    }
+    Ok(a.rem_euclid(r) as usize)
+}
+
+/// A `[rank, 2]` padding constant as (before, after) pairs, negatives as 0.
+pub fn pad_pairs(pads: &ArrayD<f32>) -> BuildResult<Vec<(usize, usize)>> {
+    let [_, 2] = pads.shape() else { return unsupported(format!("paddings of shape {:?}, not [rank, 2]", pads.shape())) };
+    Ok(pads.outer_iter().map(|row| (row[0].max(0.0) as usize, row[1].max(0.0) as usize)).collect())
+}
+
+/// Convolution weights in the source's layout, with their axes reordered by `axes`.
+pub fn permuted(weights: &ArrayD<f32>, axes: &[usize]) -> BuildResult<ArrayD<f32>> {
+    if weights.ndim() != axes.len() {
+        return unsupported(format!("weights of shape {:?} (rank {} expected)", weights.shape(), axes.len()));
+    }
+    Ok(weights.view().permuted_axes(IxDyn(axes)).as_standard_layout().into_owned())
+}
+
 /// A computed tensor: ONNX tensor `name` is the source tensor of `shape` permuted by `perm`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
@@ -150,7 +173,10 @@ pub enum Padding {
 
 /// `(pad_begin, pad_end, output)` along one spatial axis.
 fn window(input: usize, kernel: usize, stride: usize, dilation: usize, padding: Padding) -> BuildResult<(usize, usize, usize)> {
-    let span = (kernel - 1) * dilation + 1;
+    if input == 0 || kernel == 0 || stride == 0 || dilation == 0 {
+        return unsupported(format!("a window of kernel {kernel}, stride {stride}, dilation {dilation} on an input of {input}"));
+    }
+    let span = (kernel - 1).checked_mul(dilation).and_then(|s| s.checked_add(1)).ok_or_else(|| Unsupported(format!("a kernel of {kernel} dilated {dilation}")))?;
     match padding {
         Padding::Same => {
             let out = input.div_ceil(stride);
@@ -293,9 +319,11 @@ impl Builder {
     }
 
     /// The graph input: an ONNX tensor `name` of `shape` holding the source tensor permuted by `perm`.
-    pub fn input(&mut self, name: &str, shape: &[usize], perm: Vec<usize>) -> Tensor {
-        assert!(self.names.insert(name.to_owned()), "the input is named first");
-        Tensor { name: name.into(), shape: shape.to_vec(), perm }
+    pub fn input(&mut self, name: &str, shape: &[usize], perm: Vec<usize>) -> BuildResult<Tensor> {
+        if !self.names.insert(name.to_owned()) {
+            return unsupported(format!("an input named `{name}`, the name of the graph's output"));
+        }
+        Ok(Tensor { name: name.into(), shape: shape.to_vec(), perm })
     }
 
     /// `t` in layout `perm` (a Transpose when it is not already).
@@ -807,6 +835,23 @@ mod tests {
         assert!(window(2, 3, 1, 1, Padding::Valid).is_err());
     }
 
+    /// Damaged files give shapes and numbers no exporter writes: each is refused, none panics.
+    #[test]
+    fn malformed_arguments_are_refused() {
+        assert!(window(0, 3, 1, 1, Padding::Same).is_err());
+        assert!(window(8, 0, 1, 1, Padding::Valid).is_err());
+        assert!(window(8, 3, 0, 1, Padding::Same).is_err());
+        assert!(window(8, usize::MAX, 1, 2, Padding::Same).is_err());
+        assert!(axis(4, 4).is_err() && axis(-5, 4).is_err());
+        assert_eq!(axis(-1, 4).unwrap(), 3);
+        assert!(pad_pairs(&ArrayD::zeros(IxDyn(&[4]))).is_err());
+        assert_eq!(pad_pairs(&ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![0.0, 1.0, -2.0, 3.0]).unwrap()).unwrap(), [(0, 1), (0, 3)]);
+        assert!(permuted(&ArrayD::zeros(IxDyn(&[3, 3])), &[0, 3, 1, 2]).is_err());
+        let mut b = Builder::default();
+        b.reserve("model_output");
+        assert!(b.input("model_output", &[1, 8, 8, 3], default_perm(4)).is_err());
+    }
+
     #[test]
     fn reshape_groups_skip_unit_axes() {
         assert_eq!(reshape_groups(&[1, 1, 1, 8], &[1, 8]).unwrap(), vec![(vec![3], vec![1])]);
@@ -820,7 +865,7 @@ mod tests {
     #[test]
     fn channel_shuffle_needs_one_transpose() {
         let mut b = Builder::default();
-        let x = Value::Tensor(b.input("x", &[1, 4, 4, 6], default_perm(4)));
+        let x = Value::Tensor(b.input("x", &[1, 4, 4, 6], default_perm(4)).unwrap());
         let split = b.reshape(&x, &[1, 4, 4, 2, 3], "split").unwrap();
         let swapped = b.transpose(&split, &[0, 1, 2, 4, 3]).unwrap();
         let merged = b.reshape(&swapped, &[1, 4, 4, 6], "merged").unwrap();
@@ -834,10 +879,10 @@ mod tests {
     #[test]
     fn flattening_a_pooled_image_needs_no_transpose() {
         let mut b = Builder::default();
-        let x = Value::Tensor(b.input("x", &[1, 1, 1, 8], default_perm(4)));
+        let x = Value::Tensor(b.input("x", &[1, 1, 1, 8], default_perm(4)).unwrap());
         b.reshape(&x, &[1, 8], "flat").unwrap();
         assert!(b.nodes.iter().all(|n| n.op_type == "Reshape"));
-        let x = Value::Tensor(b.input("y", &[1, 2, 2, 8], default_perm(4)));
+        let x = Value::Tensor(b.input("y", &[1, 2, 2, 8], default_perm(4)).unwrap());
         b.reshape(&x, &[1, 32], "flat").unwrap();
         assert_eq!(b.nodes.iter().filter(|n| n.op_type == "Transpose").count(), 1, "a real NHWC flatten transposes back first");
     }
@@ -859,7 +904,7 @@ mod tests {
     fn zero_pads_fold_into_the_convolution_after_them() {
         let fold = |value: f32| {
             let mut b = Builder::default();
-            let input = b.input("x", &[1, 6, 6, 4], default_perm(4));
+            let input = b.input("x", &[1, 6, 6, 4], default_perm(4)).unwrap();
             let padded = b.pad(&Value::Tensor(input.clone()), &[(0, 0), (1, 1), (0, 1), (0, 0)], value, "pad").unwrap();
             let window = Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Valid };
             let weights = ArrayD::from_elem(IxDyn(&[4, 1, 3, 3]), 0.5);
@@ -878,7 +923,7 @@ mod tests {
     #[test]
     fn axis_arguments_follow_the_layout() {
         let mut b = Builder::default();
-        let x = Value::Tensor(b.input("x", &[1, 4, 4, 6], default_perm(4)));
+        let x = Value::Tensor(b.input("x", &[1, 4, 4, 6], default_perm(4)).unwrap());
         b.concat(&[x.clone(), x.clone()], 3, "cat").unwrap();
         assert_eq!(b.nodes[0].attribute[0].i, 1, "NHWC channels are NCHW axis 1");
         let s = b.slice(&x, &[0, 0, 0, 3], &[1, 4, 4, 6], "half").unwrap();

@@ -11,13 +11,12 @@ use tract_core::ndarray::{ArrayD, IxDyn};
 use tract_tensorflow::tfpb::tensorflow::attr_value::Value as Attr;
 use tract_tensorflow::tfpb::tensorflow::{DataType, GraphDef, NodeDef, TensorProto};
 
-use super::builder::{unsupported, Activation, Binary, BuildResult, Builder, Padding, Unsupported, Value, Window};
+use super::builder::{axis, pad_pairs, permuted, unsupported, Activation, Binary, BuildResult, Builder, Padding, Unsupported, Value, Window};
 use super::tflite::Io;
+use crate::engine::{LEGACY_SIZE, TF_OUTPUTS};
 
-/// The output node names Custom Vision's TensorFlow exports use, newest first.
-const OUTPUTS: [&str; 2] = ["model_outputs", "loss"];
-/// Custom Vision's legacy input size, for graphs that leave the spatial size open.
-const LEGACY_SIZE: usize = 227;
+/// 1 GB of f32: ten times the largest compact-domain export.
+const MAX_CONSTANT_VALUES: usize = 1 << 28;
 
 fn parse(bytes: &[u8]) -> BuildResult<GraphDef> {
     GraphDef::decode(bytes).map_err(|e| Unsupported(format!("an unreadable GraphDef ({e})")))
@@ -43,7 +42,7 @@ fn data_inputs(node: &NodeDef) -> impl Iterator<Item = &str> {
 pub fn io(bytes: &[u8]) -> BuildResult<Io> {
     let graph = parse(bytes)?;
     let by_name = nodes(&graph);
-    let output = OUTPUTS.into_iter().find(|n| by_name.contains_key(n)).ok_or_else(|| Unsupported("a graph with neither a `model_outputs` nor a `loss` node".into()))?;
+    let output = TF_OUTPUTS.into_iter().find(|n| by_name.contains_key(n)).ok_or_else(|| Unsupported("a graph with neither a `model_outputs` nor a `loss` node".into()))?;
     let placeholders: Vec<&NodeDef> = graph.node.iter().filter(|n| n.op == "Placeholder").collect();
     let [input] = placeholders[..] else { return unsupported(format!("{} inputs (an image classifier has one)", placeholders.len())) };
     let dims: Vec<i64> = match input.attr.get("shape").and_then(|a| a.value.as_ref()) {
@@ -61,7 +60,9 @@ pub fn io(bytes: &[u8]) -> BuildResult<Io> {
 
 fn tensor(t: &TensorProto) -> BuildResult<ArrayD<f32>> {
     let shape: Vec<usize> = t.tensor_shape.iter().flat_map(|s| &s.dim).map(|d| d.size.max(0) as usize).collect();
-    let count: usize = shape.iter().product();
+    // TensorFlow fills a shape from one repeated value: a damaged shape must not ask for terabytes.
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= MAX_CONSTANT_VALUES);
+    let Some(count) = count else { return unsupported(format!("a constant of shape {shape:?}, larger than any classifier's weights")) };
     let content = &t.tensor_content;
     let values: Vec<f32> = match DataType::try_from(t.dtype) {
         Ok(DataType::DtFloat) if !content.is_empty() => content.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
@@ -124,14 +125,6 @@ fn window(node: &NodeDef, kernel: [usize; 2]) -> BuildResult<Window> {
     Ok(Window { kernel, strides: pair("strides")?, dilations: pair("dilations")?, padding })
 }
 
-fn axis(a: f32, rank: usize) -> BuildResult<usize> {
-    let (a, r) = (a as i64, rank as i64);
-    if a < -r || a >= r {
-        return unsupported(format!("axis {a} of a rank-{rank} tensor"));
-    }
-    Ok(a.rem_euclid(r) as usize)
-}
-
 /// Adds the ops the output depends on to `b`, reading `input` for the placeholder.
 pub fn build(bytes: &[u8], io: &Io, b: &mut Builder, input: Value) -> BuildResult<Value> {
     let graph = parse(bytes)?;
@@ -140,12 +133,18 @@ pub fn build(bytes: &[u8], io: &Io, b: &mut Builder, input: Value) -> BuildResul
     values.insert(io.input_name.as_str(), input);
     // Depth-first from the output, without recursion (graphs are hundreds of nodes deep).
     let mut stack = vec![(io.output_name.as_str(), false)];
+    // Nodes whose inputs are being visited: meeting one again before it is converted is a cycle
+    // (a damaged graph), which would otherwise push the same nodes for ever.
+    let mut visiting = std::collections::HashSet::new();
     while let Some((name, ready)) = stack.pop() {
         if values.contains_key(name) {
             continue;
         }
         let node = *by_name.get(name).ok_or_else(|| Unsupported(format!("an input from missing node `{name}`")))?;
         if !ready {
+            if !visiting.insert(name) {
+                return unsupported(format!("a cycle through `{name}`"));
+            }
             stack.push((name, true));
             for input in data_inputs(node) {
                 stack.push((source(input)?, false));
@@ -173,7 +172,7 @@ fn convert_node(b: &mut Builder, node: &NodeDef, inputs: &[Value]) -> BuildResul
         },
         "Conv2D" => {
             // HWIO -> OIHW
-            let w = constant(1, "filter")?.view().permuted_axes(IxDyn(&[3, 2, 0, 1])).as_standard_layout().into_owned();
+            let w = permuted(constant(1, "filter")?, &[3, 2, 0, 1])?;
             let x = input(0)?;
             let group = x.shape().last().copied().unwrap_or(0) / w.shape().get(1).copied().unwrap_or(1).max(1);
             let window = window(node, [w.shape()[2], w.shape()[3]])?;
@@ -211,15 +210,18 @@ fn convert_node(b: &mut Builder, node: &NodeDef, inputs: &[Value]) -> BuildResul
         }
         "MaxPool" | "AvgPool" => Value::Tensor(b.pool(node.op == "MaxPool", input(0)?, &window(node, [0, 0])?, hint)?),
         "ConcatV2" | "Concat" => {
+            if inputs.is_empty() {
+                return unsupported("a concatenation of nothing");
+            }
             let (axis_ix, xs) = if node.op == "Concat" { (0, &inputs[1..]) } else { (inputs.len() - 1, &inputs[..inputs.len() - 1]) };
             let a = constant(axis_ix, "concatenation axis")?.iter().copied().next().unwrap_or(0.0);
             let rank = xs.first().map(|x| x.shape().len()).unwrap_or(0);
-            b.concat(xs, axis(a, rank)?, hint)?
+            b.concat(xs, axis(a as i64, rank)?, hint)?
         }
         "Mean" => {
             let x = input(0)?;
             let rank = x.shape().len();
-            let axes = constant(1, "axes")?.iter().map(|&a| axis(a, rank)).collect::<BuildResult<Vec<_>>>()?;
+            let axes = constant(1, "axes")?.iter().map(|&a| axis(a as i64, rank)).collect::<BuildResult<Vec<_>>>()?;
             b.mean(x, &axes, attr_bool(node, "keep_dims"), hint)?
         }
         "MatMul" => {
@@ -245,21 +247,19 @@ fn convert_node(b: &mut Builder, node: &NodeDef, inputs: &[Value]) -> BuildResul
             let x = input(0)?;
             let from = x.shape();
             let dims = attr_ints(node, "squeeze_dims");
-            let dims = dims.iter().map(|&a| axis(a as f32, from.len())).collect::<BuildResult<Vec<_>>>()?;
+            let dims = dims.iter().map(|&a| axis(a, from.len())).collect::<BuildResult<Vec<_>>>()?;
             let shape: Vec<usize> = (0..from.len()).filter(|a| if dims.is_empty() { from[*a] != 1 } else { !dims.contains(a) }).map(|a| from[a]).collect();
             b.reshape(x, &shape, hint)?
         }
         "ExpandDims" => {
             let x = input(0)?;
             let mut shape = x.shape();
-            let at = axis(constant(1, "axis")?.iter().copied().next().unwrap_or(0.0), shape.len() + 1)?;
+            let at = axis(constant(1, "axis")?.iter().copied().next().unwrap_or(0.0) as i64, shape.len() + 1)?;
             shape.insert(at, 1);
             b.reshape(x, &shape, hint)?
         }
         "Pad" => {
-            let pads = constant(1, "padding")?;
-            let pads: Vec<(usize, usize)> = pads.outer_iter().map(|row| (row[0].max(0.0) as usize, row[1].max(0.0) as usize)).collect();
-            b.pad(input(0)?, &pads, 0.0, hint)?
+            b.pad(input(0)?, &pad_pairs(constant(1, "padding")?)?, 0.0, hint)?
         }
         "FusedBatchNorm" | "FusedBatchNormV2" | "FusedBatchNormV3" => {
             if attr_bool(node, "is_training") {
@@ -270,6 +270,9 @@ fn convert_node(b: &mut Builder, node: &NodeDef, inputs: &[Value]) -> BuildResul
                 _ => 1e-3,
             };
             let (scale, offset, mean, variance) = (constant(1, "scale")?, constant(2, "offset")?, constant(3, "mean")?, constant(4, "variance")?);
+            if [offset, mean, variance].iter().any(|v| v.shape() != scale.shape()) || scale.ndim() != 1 {
+                return unsupported("scale, offset, mean and variance that are not one value per channel");
+            }
             let factor = scale * &variance.mapv(|v| 1.0 / (v + epsilon).sqrt());
             let shift = offset - &(mean * &factor);
             let scaled = b.binary(Binary::Mul, input(0)?, &Value::Const(factor), &format!("{hint}_scale"))?;

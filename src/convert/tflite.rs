@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use tract_core::ndarray::{ArrayD, IxDyn};
 use tract_tflite::tflite::{self, ActivationFunctionType, BuiltinOperator, Operator, Padding as TflPadding, TensorType};
 
-use super::builder::{unsupported, Activation, Binary, BuildResult, Builder, Padding, Unsupported, Value, Window};
-use crate::engine::tflite_normalize::normalize_tflite;
+use super::builder::{axis, pad_pairs, permuted, unsupported, Activation, Binary, BuildResult, Builder, Padding, Unsupported, Value, Window};
+use crate::engine::tflite_normalize::{builtin_code, normalize_tflite};
 
 /// The source graph's input and output, as the frontends report them.
 pub struct Io {
@@ -107,14 +107,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn axis(a: i64, rank: usize) -> BuildResult<usize> {
-    let r = rank as i64;
-    if a < -r || a >= r {
-        return unsupported(format!("axis {a} of a rank-{rank} tensor"));
-    }
-    Ok(a.rem_euclid(r) as usize)
-}
-
 /// The source's input and output names and shapes (for [`super::to_onnx`]'s input tensor).
 pub fn io(bytes: &[u8]) -> BuildResult<Io> {
     // The normaliser leaves the graph's inputs, outputs and names alone: the file as it is will do.
@@ -129,7 +121,7 @@ pub fn io(bytes: &[u8]) -> BuildResult<Io> {
     let input = one(reader.graph.inputs(), "input")?;
     let output = one(reader.graph.outputs(), "output")?;
     let tensors = reader.graph.tensors().into_iter().flatten();
-    let has_mean_layer = tensors.filter_map(|t| t.name()).any(|n| n.contains("data_bn") || n.contains("BatchNorm1"));
+    let has_mean_layer = tensors.filter_map(|t| t.name()).any(crate::engine::names_mean_layer);
     Ok(Io { input_name: reader.name(input), input_shape: reader.shape(input)?, output_name: reader.name(output), has_mean_layer })
 }
 
@@ -147,8 +139,8 @@ pub fn build(bytes: &[u8], b: &mut Builder, input: Value) -> BuildResult<Value> 
     let graph_input = r.graph.inputs().and_then(|v| v.iter().next()).ok_or_else(|| Unsupported("a graph without an input".into()))?;
     r.values.insert(graph_input, input);
     for op in r.graph.operators().into_iter().flatten() {
-        let code = codes.get(op.opcode_index() as usize);
-        let code = BuiltinOperator((code.deprecated_builtin_code() as i32).max(code.builtin_code().0));
+        let code = usize::try_from(op.opcode_index()).ok().filter(|&i| i < codes.len()).map(|i| codes.get(i));
+        let code = BuiltinOperator(builtin_code(&code.ok_or_else(|| Unsupported(format!("an operator with opcode index {}", op.opcode_index())))?));
         let outs: Vec<i32> = op.outputs().into_iter().flatten().collect();
         let [out] = outs[..] else { return unsupported(format!("{code:?} with {} outputs", outs.len())) };
         let value = convert_op(&r, b, code, &op, out).map_err(|e| Unsupported(format!("{code:?} writing `{}`: {e}", r.name(out))))?;
@@ -165,7 +157,8 @@ pub fn build(bytes: &[u8], b: &mut Builder, input: Value) -> BuildResult<Value> 
 fn convert_op(r: &Reader, b: &mut Builder, code: BuiltinOperator, op: &Operator, out: i32) -> BuildResult<Value> {
     let ins: Vec<i32> = op.inputs().into_iter().flatten().collect();
     let hint = r.name(out);
-    let input = |k: usize| -> BuildResult<Value> { r.value(*ins.get(k).ok_or_else(|| Unsupported(format!("input {k} missing")))?) };
+    let at = |k: usize| input_at(&ins, k);
+    let input = |k: usize| -> BuildResult<Value> { r.value(at(k)?) };
     let optional_const = |k: usize, what: &str| -> BuildResult<Option<ArrayD<f32>>> {
         match ins.get(k) {
             Some(&ix) if ix >= 0 => r.const_input(ix, what).map(Some),
@@ -181,7 +174,7 @@ fn convert_op(r: &Reader, b: &mut Builder, code: BuiltinOperator, op: &Operator,
             let o = op.builtin_options_as_conv_2_doptions().ok_or_else(|| Unsupported("no options".into()))?;
             // OHWI -> OIHW
             let w = optional_const(1, "weight")?.ok_or_else(|| Unsupported("no weights".into()))?;
-            let w = w.permuted_axes(IxDyn(&[0, 3, 1, 2])).as_standard_layout().into_owned();
+            let w = permuted(&w, &[0, 3, 1, 2])?;
             let x = input(0)?;
             let group = x.shape().last().copied().unwrap_or(0) / w.shape()[1].max(1);
             let window = conv_window(o.stride_h(), o.stride_w(), o.dilation_h_factor(), o.dilation_w_factor(), padding(o.padding()))?;
@@ -192,7 +185,7 @@ fn convert_op(r: &Reader, b: &mut Builder, code: BuiltinOperator, op: &Operator,
             let o = op.builtin_options_as_depthwise_conv_2_doptions().ok_or_else(|| Unsupported("no options".into()))?;
             // [1, H, W, C * M] -> [C * M, 1, H, W], one group per input channel.
             let w = optional_const(1, "weight")?.ok_or_else(|| Unsupported("no weights".into()))?;
-            let w = w.permuted_axes(IxDyn(&[3, 0, 1, 2])).as_standard_layout().into_owned();
+            let w = permuted(&w, &[3, 0, 1, 2])?;
             let x = input(0)?;
             let channels = x.shape().last().copied().unwrap_or(0);
             let window = conv_window(o.stride_h(), o.stride_w(), o.dilation_h_factor(), o.dilation_w_factor(), padding(o.padding()))?;
@@ -243,7 +236,7 @@ fn convert_op(r: &Reader, b: &mut Builder, code: BuiltinOperator, op: &Operator,
             b.reshape(&input(0)?, &r.shape(out)?, &hint)?
         }
         BuiltinOperator::TRANSPOSE => {
-            let perm: Vec<usize> = r.ints(ins[1], "permutation")?.into_iter().map(|a| a as usize).collect();
+            let perm: Vec<usize> = r.ints(at(1)?, "permutation")?.into_iter().map(|a| a as usize).collect();
             b.transpose(&input(0)?, &perm)?
         }
         BuiltinOperator::CONCATENATION => {
@@ -256,26 +249,25 @@ fn convert_op(r: &Reader, b: &mut Builder, code: BuiltinOperator, op: &Operator,
         BuiltinOperator::SLICE => {
             let x = input(0)?;
             let from = x.shape();
-            let begin = r.ints(ins[1], "slice start")?;
-            let size = r.ints(ins[2], "slice size")?;
+            let begin = r.ints(at(1)?, "slice start")?;
+            let size = r.ints(at(2)?, "slice size")?;
             if begin.len() != from.len() || size.len() != from.len() {
                 return unsupported("a slice whose start and size do not cover every axis");
             }
             let begin: Vec<usize> = begin.iter().map(|&v| v.max(0) as usize).collect();
-            let end: Vec<usize> = (0..from.len()).map(|a| if size[a] < 0 { from[a] } else { begin[a] + size[a] as usize }).collect();
+            let end: Vec<usize> = (0..from.len()).map(|a| if size[a] < 0 { from[a] } else { begin[a].saturating_add(size[a] as usize) }).collect();
             b.slice(&x, &begin, &end, &hint)?
         }
         BuiltinOperator::STRIDED_SLICE => strided_slice(r, b, op, &ins, &hint)?,
         BuiltinOperator::MEAN => {
             let x = input(0)?;
             let rank = x.shape().len();
-            let axes = r.ints(ins[1], "axes")?.into_iter().map(|a| axis(a, rank)).collect::<BuildResult<Vec<_>>>()?;
+            let axes = r.ints(at(1)?, "axes")?.into_iter().map(|a| axis(a, rank)).collect::<BuildResult<Vec<_>>>()?;
             let keep = op.builtin_options_as_reducer_options().is_some_and(|o| o.keep_dims());
             b.mean(&x, &axes, keep, &hint)?
         }
         BuiltinOperator::PAD | BuiltinOperator::PADV2 => {
-            let pads = r.const_input(ins[1], "padding")?;
-            let pads: Vec<(usize, usize)> = pads.outer_iter().map(|row| (row[0].max(0.0) as usize, row[1].max(0.0) as usize)).collect();
+            let pads = pad_pairs(&r.const_input(at(1)?, "padding")?)?;
             let value = match optional_const(2, "padding value")? {
                 Some(v) => v.iter().copied().next().unwrap_or(0.0),
                 None => 0.0,
@@ -287,6 +279,11 @@ fn convert_op(r: &Reader, b: &mut Builder, code: BuiltinOperator, op: &Operator,
         }
         other => return unsupported(format!("the op {other:?}, which cvedge cannot convert yet")),
     })
+}
+
+/// The tensor index of an operator's `k`th input.
+fn input_at(ins: &[i32], k: usize) -> BuildResult<i32> {
+    ins.get(k).copied().ok_or_else(|| Unsupported(format!("input {k} missing")))
 }
 
 fn conv_window(sh: i32, sw: i32, dh: i32, dw: i32, padding: Padding) -> BuildResult<Window> {
@@ -305,9 +302,9 @@ fn strided_slice(r: &Reader, b: &mut Builder, op: &Operator, ins: &[i32], hint: 
     if o.is_some_and(|o| o.ellipsis_mask() != 0 || o.new_axis_mask() != 0 || o.shrink_axis_mask() != 0) {
         return unsupported("a strided slice with ellipsis, new-axis or shrink-axis masks");
     }
-    let x = r.value(ins[0])?;
+    let x = r.value(input_at(ins, 0)?)?;
     let from = x.shape();
-    let (begin, end, strides) = (r.ints(ins[1], "start")?, r.ints(ins[2], "end")?, r.ints(ins[3], "stride")?);
+    let (begin, end, strides) = (r.ints(input_at(ins, 1)?, "start")?, r.ints(input_at(ins, 2)?, "end")?, r.ints(input_at(ins, 3)?, "stride")?);
     if strides.iter().any(|&s| s != 1) || begin.len() != from.len() || end.len() != from.len() {
         return unsupported("a strided slice with strides other than 1");
     }

@@ -31,6 +31,18 @@ use crate::head::{Activation, Head};
 use crate::package::ExportPackage;
 use crate::preprocess::Layout;
 
+/// The output node names Custom Vision's TensorFlow exports use, newest first.
+pub(crate) const TF_OUTPUTS: [&str; 2] = ["model_outputs", "loss"];
+/// Custom Vision's legacy input size, for graphs that leave the spatial size open.
+pub(crate) const LEGACY_SIZE: usize = 227;
+
+/// Whether a node or tensor name is the 2018-2019 mean layer's first batch norm. The 2019 TFLite
+/// export has no mean layer inside; the rule from Microsoft's Android sample is to subtract the
+/// mean only when no node is named like this.
+pub(crate) fn names_mean_layer(name: &str) -> bool {
+    name.contains("data_bn") || name.contains("BatchNorm1")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TensorType {
     F32,

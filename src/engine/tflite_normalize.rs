@@ -121,7 +121,7 @@ fn verified_options<'b>(op: &Operator<'b>) -> Option<Table<'b>> {
 }
 
 /// tf.lite's rule (GetBuiltinCode): new files put codes > 127 in `builtin_code` only.
-fn builtin_code(oc: &OperatorCode) -> i32 {
+pub(crate) fn builtin_code(oc: &OperatorCode) -> i32 {
     (oc.deprecated_builtin_code() as i32).max(oc.builtin_code().0)
 }
 

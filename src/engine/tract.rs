@@ -97,7 +97,7 @@ fn load_tf(path: &Path, bytes: Cow<[u8]>) -> Result<(TypedModel, GraphFacts)> {
     let mut model = tf.model_for_read(&mut &*bytes).map_err(|e| engine_error(path, e))?;
     drop(bytes);
     let names: Vec<String> = model.nodes().iter().map(|n| n.name.clone()).collect();
-    let output = ["model_outputs", "loss"].into_iter().find(|n| names.iter().any(|m| m == n)).ok_or_else(|| {
+    let output = super::TF_OUTPUTS.into_iter().find(|n| names.iter().any(|m| m == n)).ok_or_else(|| {
         Error::model(path, "the graph has neither a `model_outputs` nor a `loss` node", "this is not a Custom Vision TensorFlow export")
     })?;
     model.select_output_outlets(&[OutletId::new(model.node_by_name(output).map_err(|e| engine_error(path, e))?.id, 0)])
@@ -113,7 +113,7 @@ fn load_tf(path: &Path, bytes: Cow<[u8]>) -> Result<(TypedModel, GraphFacts)> {
     // Old graphs may leave the spatial size open; Custom Vision's legacy size is 227.
     let (h, w) = match hw.as_slice() {
         [h, w, 3] => (*h, *w),
-        _ => (227, 227),
+        _ => (super::LEGACY_SIZE, super::LEGACY_SIZE),
     };
     // The batch stays symbolic: tract's optimiser trips on these graphs when it is fixed to 1.
     let batch = model.symbols.sym("N");
@@ -145,9 +145,7 @@ fn load_tflite(path: &Path, bytes: Cow<[u8]>) -> Result<(TypedModel, GraphFacts)
     drop(bytes);
     let model = tract_tflite::tflite().model_for_read(&mut &*normalized).map_err(|e| engine_error(path, e))?;
     let op_count = model.nodes().iter().filter(|n| !n.op_is::<Const>() && !n.op_is::<TypedSource>()).count();
-    // The 2019 export has no mean layer inside; the rule from Microsoft's Android sample is to
-    // subtract the mean only when no node looks like the first batch-norm.
-    let has_mean_layer = model.nodes().iter().any(|n| n.name.contains("data_bn") || n.name.contains("BatchNorm1"));
+    let has_mean_layer = model.nodes().iter().any(|n| super::names_mean_layer(&n.name));
     let output_name = model.output_outlets().ok().and_then(|o| o.first().map(|o| model.node(o.node).name.clone())).unwrap_or_default();
     let mut notes = vec![];
     if report.folded_dequantize > 0 {

@@ -49,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::head::{Activation, LinearHead};
 use crate::package::{detect, ModelFormat};
+use crate::preprocess::{ColorOrder, ValueRange};
 
 pub use graph::{cut_backbone, cut_tail, Cut, INPUT, OUTPUT};
 
@@ -61,8 +62,8 @@ pub const MANIFEST_FILE: &str = "cvexport.manifest";
 #[derive(Debug, Clone)]
 pub struct ExportReport {
     pub dir: PathBuf,
-    /// The files written, in order (the manifest last).
-    pub files: Vec<PathBuf>,
+    /// The files written into `dir`, in order (the manifest last).
+    pub files: Vec<&'static str>,
     /// The tensor the new head reads: the input of the base's final fully connected layer.
     pub features: String,
     pub width: usize,
@@ -97,10 +98,9 @@ pub fn export_onnx(
     refuse_base_folder(base_path, out_dir)?;
     let layout = current_layout(base_model, base_path, head)?;
     // Written whole beside `out_dir` and renamed to it: a kill leaves no model without its labels.
-    let mut report = crate::fsutil::write_folder(out_dir, |staging| write_current_layout(&layout, head, labels, iteration_id, staging))?;
-    report.files = report.files.iter().map(|f| out_dir.join(f.file_name().unwrap_or_default())).collect();
-    report.dir = out_dir.to_path_buf();
-    Ok(report)
+    let report = crate::fsutil::write_folder(out_dir, |staging| write_current_layout(&layout, head, labels, iteration_id, staging))?;
+    // Written in the staging folder; reported where it now is.
+    Ok(ExportReport { dir: out_dir.to_path_buf(), ..report })
 }
 
 /// A base graph with a new head, in the current layout, before it is written.
@@ -144,9 +144,8 @@ pub fn write_current_layout(layout: &CurrentLayout, head: &LinearHead, labels: &
         (METADATA_FILE, pretty_json(&serde_json::to_value(metadata).expect("string map"), b"    ")),
         (MANIFEST_FILE, pretty_json(&manifest, b"  ")),
     ] {
-        let path = out_dir.join(name);
-        write_atomic(&path, &contents)?;
-        files.push(path);
+        write_atomic(&out_dir.join(name), &contents)?;
+        files.push(name);
     }
     Ok(ExportReport {
         dir: out_dir.to_path_buf(),
@@ -231,37 +230,43 @@ fn refuse_base_folder(base_path: &Path, out_dir: &Path) -> Result<()> {
 /// The model's `metadata_props`: see the module documentation.
 fn metadata_props(base: &BTreeMap<String, String>, legacy: bool, activation: Activation, (height, width): (usize, usize)) -> BTreeMap<String, String> {
     let mut props = base.clone();
-    let mut set = |key: &str, value: &str| {
-        props.insert(key.to_owned(), value.to_owned());
-    };
     if legacy {
-        set("CustomVision.Metadata.AdditionalModelInfo", "");
-        set("CustomVision.Metadata.Version", "1.2");
-        // The mean is inside the graph (ImageScaler / data_bn): nothing to subtract outside.
-        set("CustomVision.Preprocess.NormalizeMean", "[0.0, 0.0, 0.0]");
-        set("CustomVision.Preprocess.NormalizeStd", "[1.0, 1.0, 1.0]");
-        set("Image.BitmapPixelFormat", "Bgr8");
-        set("Image.ColorSpaceGamma", "SRGB");
-        set("Image.NominalPixelRange", "NominalRange_0_255");
+        props.insert("CustomVision.Metadata.AdditionalModelInfo".into(), String::new());
         // As `classifier::default_recipe` decides from the input width when no key says.
-        let (h, w) = (height.to_string(), width.to_string());
         let recipe = match width {
             0 | 227 => None,
-            300 => Some(("Stretch", "300", "NoCrop")),
-            _ => Some(("ByShorterSide", "256", "OneCropCenter")),
+            300 => Some(("Stretch", 300, "NoCrop")),
+            _ => Some(("ByShorterSide", 256, "OneCropCenter")),
         };
-        if let Some((resize, target, crop)) = recipe {
-            set("CustomVision.Preprocess.ResizeMethod", resize);
-            set("CustomVision.Preprocess.TargetWidth", target);
-            set("CustomVision.Preprocess.TargetHeight", target);
-            set("CustomVision.Preprocess.CropMethod", crop);
-            set("CustomVision.Preprocess.CropWidth", &w);
-            set("CustomVision.Preprocess.CropHeight", &h);
-        }
+        // The mean is inside the graph (ImageScaler / data_bn): nothing to subtract outside.
+        preprocess_props(&mut props, ColorOrder::Bgr, ValueRange::Byte, recipe, (height, width));
     }
     let method = if activation == Activation::Sigmoid { "ClassificationMultiLabel" } else { "ClassificationMultiClass" };
-    set("CustomVision.Postprocess.Method", method);
+    props.insert("CustomVision.Postprocess.Method".into(), method.into());
     props
+}
+
+/// The preprocessing keys of a current export's `metadata_props` for a graph that holds its own
+/// mean: colour order, value range and the resize/crop `recipe` (`None`: the legacy square-256
+/// recipe, which has no key; readers fall back to it for 227 inputs).
+pub(crate) fn preprocess_props(props: &mut BTreeMap<String, String>, color: ColorOrder, range: ValueRange, recipe: Option<(&str, usize, &str)>, (height, width): (usize, usize)) {
+    let mut set = |key: &str, value: String| {
+        props.insert(key.to_owned(), value);
+    };
+    set("CustomVision.Metadata.Version", "1.2".into());
+    set("CustomVision.Preprocess.NormalizeMean", "[0.0, 0.0, 0.0]".into());
+    set("CustomVision.Preprocess.NormalizeStd", "[1.0, 1.0, 1.0]".into());
+    set("Image.BitmapPixelFormat", if color == ColorOrder::Bgr { "Bgr8" } else { "Rgb8" }.into());
+    set("Image.ColorSpaceGamma", "SRGB".into());
+    set("Image.NominalPixelRange", if range == ValueRange::Byte { "NominalRange_0_255" } else { "Normalized_0_1" }.into());
+    if let Some((resize, target, crop)) = recipe {
+        set("CustomVision.Preprocess.ResizeMethod", resize.into());
+        set("CustomVision.Preprocess.TargetWidth", target.to_string());
+        set("CustomVision.Preprocess.TargetHeight", target.to_string());
+        set("CustomVision.Preprocess.CropMethod", crop.into());
+        set("CustomVision.Preprocess.CropWidth", width.to_string());
+        set("CustomVision.Preprocess.CropHeight", height.to_string());
+    }
 }
 
 /// `cvexport.manifest`, with the keys in the exporter's order.

@@ -376,7 +376,7 @@ pub fn export(path: &Path, out: &Path) -> Result<crate::export::ExportReport> {
             Error::model(path, "its final fully connected layer could not be split off", "report the model so its graph can be supported")
         })?;
         let package = ExportPackage::load(path)?;
-        let bytes = crate::convert::onnx_bytes(&package, &classifier)?;
+        let bytes = crate::convert::onnx_bytes(&package, &classifier.preprocessor.conventions)?;
         return crate::export::export_onnx(&bytes, &package.model_path, &head, &classifier.labels, &classifier.iteration_id, out);
     };
     let (record, head, base) = load_parts(&dir)?;
@@ -384,7 +384,7 @@ pub fn export(path: &Path, out: &Path) -> Result<crate::export::ExportReport> {
     // Only a base that needs rewriting needs its preprocessing, and so the loaded iteration.
     let bytes = match package.format {
         ModelFormat::Onnx => std::borrow::Cow::Borrowed(&package.model_bytes[..]),
-        _ => crate::convert::onnx_bytes(&package, &load_classifier(&dir, &LoadOptions::default())?)?,
+        _ => crate::convert::onnx_bytes(&package, &load_classifier(&dir, &LoadOptions::default())?.preprocessor.conventions)?,
     };
     crate::export::export_onnx(&bytes, &package.model_path, &head, &record.tags, &record.id, out)
 }

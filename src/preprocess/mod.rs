@@ -80,6 +80,17 @@ pub struct Conventions {
     pub mean_bgr: Option<[f32; 3]>,
 }
 
+impl Conventions {
+    /// The mean to subtract, per channel of the tensor filled (in its colour order).
+    pub fn mean_in_tensor_order(&self) -> Option<[f32; 3]> {
+        let [b, g, r] = self.mean_bgr?;
+        Some(match self.color {
+            ColorOrder::Bgr => [b, g, r],
+            ColorOrder::Rgb => [r, g, b],
+        })
+    }
+}
+
 impl fmt::Display for Conventions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let color = match self.color {
@@ -175,10 +186,7 @@ impl Preprocess for Preprocessor {
             ColorOrder::Bgr => [2, 1, 0],
             ColorOrder::Rgb => [0, 1, 2],
         };
-        let mean = c.mean_bgr.map(|[b, g, r]| match c.color {
-            ColorOrder::Bgr => [b, g, r],
-            ColorOrder::Rgb => [r, g, b],
-        });
+        let mean = c.mean_in_tensor_order();
         let (w, h) = (self.width, self.height);
         let plane = w * h;
         resize::resize_window(src, rw, rh, (wx, wy, w, h), |x, y, rgb| {

@@ -164,7 +164,7 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
     let (calibration, holdout) = split(options)?;
 
     let base = ExportPackage::load(&float.package.origin)?;
-    let base_onnx = crate::convert::onnx_bytes(&base, &float)?;
+    let base_onnx = crate::convert::onnx_bytes(&base, &float.preprocessor.conventions)?;
     let mut layout = crate::export::current_layout(&base_onnx, &base.model_path, &head)?;
     drop(base_onnx);
     qdq::upgrade_opset(&mut layout.model)?;
