@@ -50,7 +50,13 @@ pub fn write_counter(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The files of a model folder cvedge writes (`cvedge export`, `cvedge quantize`).
-pub const MODEL_FOLDER_FILES: [&str; 5] = ["model.onnx", "labels.txt", "metadata_properties.json", "cvexport.manifest", "quantization.json"];
+pub const MODEL_FOLDER_FILES: [&str; 5] = [
+    crate::export::MODEL_FILE,
+    crate::export::LABEL_FILE,
+    crate::export::METADATA_FILE,
+    crate::export::MANIFEST_FILE,
+    crate::quantize::RECORD_FILE,
+];
 
 /// `.NAME.WHAT` beside `path`.
 pub fn hidden_sibling(path: &Path, what: &str) -> std::path::PathBuf {
@@ -60,6 +66,10 @@ pub fn hidden_sibling(path: &Path, what: &str) -> std::path::PathBuf {
 /// Whether `out` exists, refusing one that holds anything but a model folder's files (replacing
 /// it would delete someone's files).
 pub fn check_replaceable(out: &Path) -> Result<bool> {
+    // `.`, `..`, `/`: no name to write a sibling under and rename, and never a folder to replace.
+    if out.file_name().is_none() {
+        return Err(Error::Option(format!("--out {} names no folder of its own; give a new folder, e.g. --out ./export", out.display())));
+    }
     let entries = match std::fs::read_dir(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(out, e)),
@@ -110,6 +120,15 @@ pub fn write_folder<T>(out: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_folder_must_have_a_name_of_its_own() {
+        for out in [".", "..", "/", "a/.."] {
+            let err = check_replaceable(Path::new(out)).unwrap_err().to_string();
+            assert!(err.contains("names no folder of its own") && err.contains("--out ./export"), "{out}: {err}");
+        }
+        assert!(!check_replaceable(Path::new("/nonexistent/fresh")).unwrap());
+    }
 
     #[test]
     fn a_failed_atomic_write_leaves_no_temporary_file() {

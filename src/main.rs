@@ -611,7 +611,7 @@ fn run(path: Option<PathBuf>, flags: RunFlags, max_frames: Option<u64>) -> anyho
 fn export(iteration: &Path, out: &Path) -> anyhow::Result<ExitCode> {
     let report = cvedge::iteration::export(iteration, out)?;
     for file in &report.files {
-        println!("wrote {}", file.display());
+        println!("wrote {}", report.dir.join(file).display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -109,7 +109,6 @@ fn source_facts(facts: &mut GraphFacts, format: ModelFormat, io: crate::convert:
     facts.generation = if format == ModelFormat::TfLite { Generation::TfLite } else { Generation::TfFrozenGraph };
     facts.has_mean_layer = io.has_mean_layer;
     facts.output_name = io.output_name;
-    facts.metadata_props.clear();
     facts.notes.push(format!("rewritten from {format} as ONNX for onnxruntime"));
 }
 
@@ -137,6 +136,7 @@ pub fn analyse(package: &mut ExportPackage, options: &EngineOptions) -> Result<(
         crate::export::cut_backbone(path, &mut proto, &bytes, opset)?;
     }
     drop(bytes);
+    drop(original);
     let (engine, per_image) = OrtEngine::new(environment, proto, input, options)?;
     if let Some((features, tail)) = tail {
         if let Ok(Some(head)) = tract::tail_head(path, &tail, &per_image, engine.input.dtype) {
@@ -184,7 +184,7 @@ impl OrtEngine {
             crate::export::cut_backbone(&package.model_path, &mut proto, &bytes, facts.opset)?;
         }
         drop(bytes);
-        // The same tensor as tract's, under the name the graph gives it (a TFLite twin's is `data`).
+        // The same tensor as tract's, under the name the graph gives it (a twin keeps the source's).
         let name = onnx::input_spec(&package.model_path, &proto)?.name;
         let (engine, _) = OrtEngine::new(environment, proto, InputSpec { name, ..input.clone() }, options)?;
         if engine.output_width != output_width {

@@ -104,8 +104,7 @@ impl ExportPackage {
         }
         let bytes = std::fs::read(&origin).map_err(|e| Error::io(&origin, e))?;
         if format::is_zip(&bytes) {
-            let entries = read_zip(&origin, &bytes)?;
-            return Self::from_container(origin, Container::Zip(entries), None);
+            return Self::from_bytes(origin, bytes);
         }
         let dir = origin.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
