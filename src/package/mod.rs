@@ -192,6 +192,11 @@ impl ExportPackage {
 }
 
 fn read_zip(origin: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
+    read_zip_within(origin, bytes, MAX_ENTRY_BYTES)
+}
+
+/// The zip's files, which may add up to at most `limit` bytes (one larger than that is skipped).
+fn read_zip_within(origin: &Path, bytes: &[u8], limit: u64) -> Result<BTreeMap<String, Vec<u8>>> {
     let damaged = |e: &dyn std::fmt::Display| {
         Error::package(
             origin,
@@ -201,17 +206,17 @@ fn read_zip(origin: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
     };
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| damaged(&e))?;
     let mut entries = BTreeMap::new();
-    let mut budget = MAX_ENTRY_BYTES;
+    let mut budget = limit;
     for i in 0..archive.len() {
         let mut file = archive.by_index(i).map_err(|e| damaged(&e))?;
         let size = file.size();
-        if file.is_dir() || size > MAX_ENTRY_BYTES {
+        if file.is_dir() || size > limit {
             continue;
         }
         if size > budget {
             return Err(Error::package(
                 origin,
-                format!("the zip's files add up to more than {} MB", MAX_ENTRY_BYTES >> 20),
+                format!("the zip's files add up to more than {} MB", limit.div_ceil(1 << 20)),
                 "unzip the export and point --model at the folder holding the model file",
             ));
         }
@@ -318,5 +323,13 @@ mod tests {
         let wire = claim_size(zip(&[("model.onnx", &[8u8; 100])]), 10);
         let err = ExportPackage::from_bytes("bomb.zip", wire).unwrap_err().to_string();
         assert!(err.contains("model.onnx holds more bytes than the 10 its header says"), "{err}");
+    }
+
+    #[test]
+    fn a_zip_whose_files_add_up_to_more_than_the_limit_is_refused() {
+        let wire = zip(&[("model.onnx", &[8u8; 600]), ("labels.txt", &[b'a'; 600])]);
+        let err = read_zip_within(Path::new("big.zip"), &wire, 1000).unwrap_err().to_string();
+        assert!(err.contains("big.zip") && err.contains("add up to more than 1 MB") && err.contains("unzip the export"), "{err}");
+        assert_eq!(read_zip_within(Path::new("big.zip"), &wire, 1200).unwrap().len(), 2);
     }
 }
