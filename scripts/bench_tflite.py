@@ -55,10 +55,6 @@ LITERT, ORT, ORT_QS = "LiteRT + XNNPACK (Python)", "onnxruntime (Python)", "onnx
 RSS_LIMIT_MB = 60
 
 
-def fixtures():
-    return os.environ.get("CVEDGE_FIXTURES") or os.path.join(REPO, "..", "shared", "fixtures", "exports")
-
-
 def rel(path):
     return os.path.relpath(path, REPO)
 
@@ -115,7 +111,7 @@ def main():
     ap.add_argument("--write-doc", nargs="?", const="docs/benchmarks.md", metavar="FILE")
     args = ap.parse_args()
 
-    export = os.path.abspath(args.export or os.path.join(fixtures(), EXPORT))
+    export = os.path.abspath(args.export or os.path.join(ref.FIXTURES, EXPORT))
     args.image = os.path.abspath(args.image or os.path.join(export, "samples", "mslearn_IMG_TEST_3_orange.jpg"))
     binary, cache = os.path.abspath(args.cvedge), os.path.abspath(args.cache)
     threads_list = [int(t) for t in args.threads.split(",")]

@@ -105,11 +105,12 @@ def start_broker(tmp, extra=""):
     raise SystemExit("FATAL: mosquitto did not start:\n" + open(log_path).read()[-2000:])
 
 
-def start_subscriber(port, out_path, client_id, fmt):
-    """`mosquitto_sub -F FMT -t 'cvedge/#'` at QoS 1, line-buffered into out_path; returns once it
-    provably receives (a probe message published until it shows up)."""
+def start_subscriber(port, out_path, client_id, fmt, persistent=False):
+    """`mosquitto_sub -F FMT -t 'cvedge/#'` at QoS 1 (with `-c`, a persistent session, when
+    `persistent`), line-buffered into out_path; returns once it provably receives (a probe message
+    on cvedge/_probe, published until it shows up)."""
     cmd = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-i", client_id,
-           "-F", fmt, "-t", "cvedge/#"]
+           "-F", fmt, "-t", "cvedge/#"] + (["-c"] if persistent else [])
     if shutil.which("stdbuf"):
         cmd = ["stdbuf", "-oL"] + cmd
     with open(out_path, "w") as out:

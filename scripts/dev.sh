@@ -9,6 +9,8 @@
 # streams for the tests), clang (bindings for V4L2 cameras).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Debian installs mosquitto in /usr/sbin, which a normal user's PATH lacks.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 PACKAGES=(build-essential pkg-config cmake nasm clang libclang-dev mosquitto mosquitto-clients ffmpeg)
 

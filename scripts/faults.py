@@ -46,6 +46,9 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchdoc import free_port  # noqa: E402  (standard library only, as this script)
+
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "demo"
 SAMPLES = REPO / "models" / "samples"
@@ -58,12 +61,6 @@ GLOBAL_LIMIT = 20 * 60  # the whole campaign, whatever happens
 
 def now():
     return time.monotonic()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, within):
@@ -299,9 +296,10 @@ class Daemon:
         with self.lock:
             return {s for t, cam, s in self.produced if (camera is None or cam == camera) and (before is None or t < before)}
 
-    def count(self):
+    def count(self, camera=None):
+        """How many predictions were printed (for `camera`, if given), a reused seq counted each time."""
         with self.lock:
-            return len(self.produced)
+            return len([1 for _, cam, _ in self.produced if camera is None or cam == camera])
 
     def stop(self):
         rc = stop(self.proc, 15)
@@ -552,6 +550,14 @@ def wait_delivered(sub, topic, produced, within):
     return wait_until(done, within, step=0.1)
 
 
+def final_delivery(sub, daemon, topic):
+    """Once the daemon has stopped: waits (bounded) for every seq it printed for the camera of
+    `topic` (cvedge/DEVICE/CAMERA/predictions) to arrive there, and returns delivery_figures."""
+    produced = daemon.seqs(topic.split("/")[2])
+    wait_delivered(sub, topic, produced, WAIT)
+    return delivery_figures(produced, [m for m in sub.snapshot() if m.topic == topic])
+
+
 def stop_all(sub, daemon, broker, camera=None):
     """A scenario's teardown, whatever state it ended in."""
     sub.close()
@@ -562,16 +568,20 @@ def stop_all(sub, daemon, broker, camera=None):
     broker.stop()
 
 
-def broker_camera_watcher(c, s, device, watcher):
-    """A broker (no persistence), an ffmpeg IP camera, and `watcher` subscribed to the device."""
-    broker = Broker(c, f"broker-{device}", persistence=False)
+def broker_camera_watcher(c, s, device, watcher, persistence=False, camera=True, filters=None):
+    """A broker (with persistence, and then a persistent session for the watcher, if asked), an
+    ffmpeg IP camera (None unless `camera`), and `watcher` subscribed to `filters` (default the
+    device's whole tree)."""
+    broker = Broker(c, f"broker-{device}", persistence=persistence)
     broker.start()
-    camera = Camera(c)
-    camera.start()
-    time.sleep(0.5)
-    sub = Mqtt(broker.port, watcher, [f"cvedge/{device}/#"], persistent=False)
+    cam = None
+    if camera:
+        cam = Camera(c)
+        cam.start()
+        time.sleep(0.5)
+    sub = Mqtt(broker.port, watcher, filters or [f"cvedge/{device}/#"], persistent=persistence)
     s.require(sub.connected.wait(10), f"the {watcher} could not subscribe")
-    return broker, camera, sub
+    return broker, cam, sub
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,11 +589,8 @@ def broker_camera_watcher(c, s, device, watcher):
 
 
 def scenario_broker(c, s):
-    broker = Broker(c, "broker-restarts")
-    broker.start()
     device, topic = "fb", "cvedge/fb/door/predictions"
-    sub = Mqtt(broker.port, "auditor-fb", ["cvedge/fb/#"])
-    s.require(sub.connected.wait(10), "the auditor could not subscribe")
+    broker, _, sub = broker_camera_watcher(c, s, device, "auditor-fb", persistence=True, camera=False)
     daemon = Daemon(c, "broker", device, [("door", "synthetic:160x120@10", 10)], broker.port, c.root / "state-fb")
     daemon.start()
     try:
@@ -593,8 +600,11 @@ def scenario_broker(c, s):
         for i in range(c.rounds):
             t_down = now()
             broker.stop()
+            t_gone = now()
             time.sleep(1.0)  # frames keep flowing into the outbox
             t_up = broker.start()
+            queued = daemon.seqs("door", before=t_up) - daemon.seqs("door", before=t_gone)
+            s.check(queued, f"restart {i + 1}: no prediction was made while the broker was down, so none was queued to deliver")
             fresh = lambda name, want=None: (lambda m: m.topic == f"cvedge/fb/{name}" and not m.retain and (want is None or m.text() == want))
             m = sub.wait_for(fresh("status", "online"), WAIT, since=t_up)
             if not s.check(m is not None, f"restart {i + 1}: `online` not re-sent within {WAIT} s"):
@@ -616,8 +626,11 @@ def scenario_broker(c, s):
             time.sleep(0.5)
         # One long outage (a broker upgrade, a network cut): the reconnect backoff has grown.
         broker.stop()
+        t_gone = now()
         time.sleep(LONG_OUTAGE)
         t_up = broker.start()
+        queued = daemon.seqs("door", before=t_up) - daemon.seqs("door", before=t_gone)
+        s.check(queued, f"no prediction was made during the {LONG_OUTAGE} s outage, so none was queued to deliver")
         m = sub.wait_for(lambda m: m.topic == "cvedge/fb/status" and not m.retain and m.text() == "online", 90, since=t_up)
         s.check(m is not None, f"`online` not re-sent within 90 s of the broker's return after a {LONG_OUTAGE} s outage")
         s.figures["long_outage_s"] = LONG_OUTAGE
@@ -627,9 +640,7 @@ def scenario_broker(c, s):
         time.sleep(1.0)
         rc = daemon.stop()
         s.check(rc == 0, f"the daemon did not stop cleanly on SIGTERM (exit {rc}): {daemon.log_tail()}")
-        produced = daemon.seqs("door")
-        wait_delivered(sub, topic, produced, WAIT)
-        d = delivery_figures(produced, [m for m in sub.snapshot() if m.topic == topic])
+        d = final_delivery(sub, daemon, topic)
         s.figures.update(d)
         s.figures["restarts"] = c.rounds
         s.figures["predictions_per_outage"] = median_max(reconnect)
@@ -641,7 +652,6 @@ def scenario_broker(c, s):
         s.figures["backlog_delivered_s"] = median_max(drained)
         s.figures["target_recover_s"] = RECOVER_TARGET
         s.check(d["missing"] == 0, f"{d['missing']} of {d['produced']} produced seqs never arrived: {d['missing_first']}")
-        s.check(d["produced"] >= 10 * c.rounds, f"only {d['produced']} predictions: the frame rate was not steady")
     finally:
         stop_all(sub, daemon, broker)
 
@@ -789,7 +799,6 @@ def disk_captures(c, s, disk):
         ok = wait_until(lambda: len([m for m in sub.snapshot() if m.topic == topic and m.time > t_full]) >= n + 20, WAIT)
         s.check(ok, f"predictions stopped while the disk was full: {daemon.log_tail()}")
         s.check(daemon.alive(), f"the daemon exited on a full disk: {daemon.log_tail()}")
-        t_during = now()
         after_fill = {x for x in daemon.seqs("door") if x is not None} - daemon.seqs("door", before=t_full)
         s.figures["predictions_while_full"] = len(after_fill)
         s.check(wait_delivered(sub, topic, after_fill, WAIT), "predictions made while the disk was full were not all delivered")
@@ -817,19 +826,16 @@ def disk_captures(c, s, disk):
         s.check(ok and len(images_in(data / "after")) == 5, f"captures after freeing space: {err}")
         s.check(daemon.alive(), f"the daemon exited: {daemon.log_tail()}")
         s.figures["full_for_s"] = round(now() - t_full, 1)
-        del t_during
         rc = daemon.stop()
         s.check(rc == 0, f"the daemon did not stop cleanly (exit {rc}): {daemon.log_tail()}")
-        produced = daemon.seqs("door")
-        wait_delivered(sub, topic, produced, WAIT)
-        d = delivery_figures(produced, [m for m in sub.snapshot() if m.topic == topic])
+        d = final_delivery(sub, daemon, topic)
         s.figures["delivery"] = d
         s.check(d["missing"] == 0, f"{d['missing']} predictions lost around the full disk: {d['missing_first']}")
     finally:
         stop_all(sub, daemon, broker, camera)
 
 
-def make_data(c, folder, tags, count=6, seed=0):
+def make_data(folder, tags, count=6, seed=0):
     """`count` crops of each tag's sample photo, re-encoded by ffmpeg, under folder/tag/."""
     for n, tag in enumerate(tags):
         (folder / tag).mkdir(parents=True, exist_ok=True)
@@ -865,14 +871,14 @@ def numbered(root):
 
 def disk_training(c, s, iters):
     data = c.root / "train-data"
-    make_data(c, data, ["cat", "dog", "rocket"], seed=1)
+    make_data(data, ["cat", "dog", "rocket"], seed=1)
     root = iters / "it"
     probe = [SAMPLES / "cat.jpg", SAMPLES / "rocket.jpg"]
     rc, out, err = c.run(["train", "--model", MODEL, "--data", data, "--iterations", root, "--folds", "0", "--publish"])
     s.require(rc == 0, f"the first training failed: {err}")
     reference, err = predictions(c, root, probe)
     s.require(reference is not None, f"the published iteration does not predict: {err}")
-    make_data(c, data, ["eagle"], seed=2)
+    make_data(data, ["eagle"], seed=2)
     filled = fill(iters / "fill")
     rc, out, err = c.run(["train", "--model", MODEL, "--data", data, "--iterations", root, "--folds", "0", "--publish"])
     lines = [l for l in err.splitlines() if l.startswith("error")]
@@ -905,11 +911,8 @@ def scenario_kill(c, s):
 
 def kill_daemon(c, s):
     """kill -9 of `cvedge run` while predictions are in its outbox, undelivered."""
-    broker = Broker(c, "broker-kill")
-    broker.start()
     topic = "cvedge/k9/door/predictions"
-    sub = Mqtt(broker.port, "auditor-k9", ["cvedge/k9/door/predictions"])
-    s.require(sub.connected.wait(10), "the auditor could not subscribe")
+    broker, _, sub = broker_camera_watcher(c, s, "k9", "auditor-k9", persistence=True, camera=False, filters=[topic])
     daemon = Daemon(c, "kill", "k9", [("door", "synthetic:160x120@10", 10)], broker.port, c.root / "state-k9")
     daemon.start()
     rounds = max(3, c.rounds // 4)
@@ -947,16 +950,14 @@ def kill_daemon(c, s):
         s.check(wait_delivered(sub, topic, produced, WAIT), "predictions left in the outbox at a clean stop were not sent after the restart")
         rc = daemon.stop()
         s.check(rc == 0, f"the daemon did not stop cleanly (exit {rc})")
-        produced = daemon.seqs("door")
-        wait_delivered(sub, topic, produced, WAIT)
-        d = delivery_figures(produced, [m for m in sub.snapshot() if m.topic == topic])
+        d = final_delivery(sub, daemon, topic)
         d["kills"] = rounds
         d["undelivered_at_kill"] = median_max(pending)
         d["restart_to_publishing_s"] = median_max(resumed)
         s.figures["daemon"] = d
         s.check(d["missing"] == 0, f"{d['missing']} of {d['produced']} seqs lost across kill -9: {d['missing_first']}")
-        seqs = sorted(daemon.seqs("door"))
-        s.check(len(seqs) == len(set(s_ for _, cam, s_ in daemon.produced if cam == "door")), "a seq was reused after a restart")
+        printed, distinct = daemon.count("door"), len(daemon.seqs("door"))
+        s.check(printed == distinct, f"a seq was reused after a restart: {printed} predictions carry {distinct} distinct seqs")
     finally:
         stop_all(sub, daemon, broker)
 
@@ -1011,12 +1012,25 @@ class IterationCheck:
             self.seen.add(published)
 
 
+def outcome(s, outcomes, label, out, files, sha, also=None):
+    """After a kill: the output folder `out` is absent, or complete (the names `files`, its
+    model.onnx hashing to `sha`, and `also()` when given); counted in `outcomes`, a partial one
+    is a failure."""
+    if not out.exists():
+        outcomes["absent"] += 1
+        return
+    got = sorted(p.name for p in out.iterdir())
+    complete = got == files and sha1(out / "model.onnx") == sha and (also is None or also())
+    outcomes["complete" if complete else "partial"] += 1
+    s.check(complete, f"{label} left a partial output that looks like a result: {got}")
+
+
 def kill_tools(c, s):
     data = c.root / "kill-data"
-    make_data(c, data, ["cat", "dog", "rocket"], seed=3)
+    make_data(data, ["cat", "dog", "rocket"], seed=3)
     more = c.root / "kill-data-more"
     shutil.copytree(data, more)
-    make_data(c, more, ["eagle"], seed=4)
+    make_data(more, ["eagle"], seed=4)
     probe = [SAMPLES / "cat.jpg", SAMPLES / "eagle.jpg", SAMPLES / "rocket.jpg"]
     root = c.root / "kill-it"
     rc, out, err = c.run(["train", "--model", MODEL, "--data", data, "--iterations", root, "--folds", "0", "--publish"])
@@ -1070,12 +1084,7 @@ def kill_tools(c, s):
     for i in range(kills):
         shutil.rmtree(eout, ignore_errors=True)
         kill_at(c, ["export", root, "--out", eout], c.rng.uniform(0, eduration / 2), when=lambda: any(edir.iterdir()))
-        if not eout.exists():
-            eoutcomes["absent"] += 1
-            continue
-        complete = sorted(p.name for p in eout.iterdir()) == efiles and sha1(eout / "model.onnx") == esha
-        eoutcomes["complete" if complete else "partial"] += 1
-        s.check(complete, f"export kill {i + 1} left a partial output: {sorted(p.name for p in eout.iterdir())}")
+        outcome(s, eoutcomes, f"export kill {i + 1}", eout, efiles, esha)
     s.figures["export"] = {"kills": kills, "export_s": round(eduration, 2), **eoutcomes, "seconds": round(now() - t, 1)}
 
     # quantize the published iteration (it only reads the iterations folder)
@@ -1103,13 +1112,7 @@ def kill_tools(c, s):
             kill_at(c, quant(qout), c.rng.uniform(0, qduration))
         else:  # while the output is being written: as soon as anything named after it appears
             kill_at(c, quant(qout), c.rng.uniform(0, 0.03), when=lambda: any(p.name != ".int8.candidate" for p in qdir.iterdir()))
-        if not qout.exists():
-            outcomes["absent"] += 1
-            continue
-        got = sorted(p.name for p in qout.iterdir())
-        complete = got == files and sha1(qout / "model.onnx") == qsha and predictions(c, qout, probe)[0] == qpred
-        outcomes["complete" if complete else "partial"] += 1
-        s.check(complete, f"quantize kill {i + 1} left a partial output that looks like a result: {got}")
+        outcome(s, outcomes, f"quantize kill {i + 1}", qout, files, qsha, also=lambda: predictions(c, qout, probe)[0] == qpred)
     check("after the quantize kills")
     leftovers = [p.name for p in qdir.iterdir() if p.name != "int8"]
     s.figures["quantize"] = {"kills": kills, "quantize_s": round(qduration, 1), **outcomes, "hidden_leftovers": leftovers, "seconds": round(now() - t, 1)}

@@ -48,16 +48,18 @@ CVEDGE_PACKAGE_DIR="$PKG" CVEDGE_VERSION=0.1.0 scripts/package.sh "amd64=$BIN" >
 CVEDGE_PACKAGE_DIR="$PKG" CVEDGE_VERSION=0.1.1~check scripts/package.sh "amd64=$BIN" >/dev/null
 cp "$PKG"/*.deb "$R/tmp/"
 
-FAILED=0; PASSED=0; FAILS=0
+PASSED=0; FAILS=0
 pass() { echo "ok    $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL  $*"; FAILED=1; FAILS=$((FAILS + 1)); }
+fail() { echo "FAIL  $*"; FAILS=$((FAILS + 1)); }
 check() { local what="$1"; shift; if "$@" >/dev/null 2>&1; then pass "$what"; else fail "$what"; fi; }
 in_root() { chroot "$R" "$@"; }
+# Whether the cvedge package installed in the chroot is version $1.
+version() { [ "$(chroot "$R" dpkg-query -W -f='${Version}' cvedge 2>/dev/null)" = "$1" ]; }
 
 # The README's command (apt resolves Depends from what minbase has; no network needed).
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /tmp/cvedge_0.1.0_amd64.deb > "$WORK/install1.log" 2>&1 \
   || { tail -20 "$WORK/install1.log"; fail "apt-get install ./cvedge_0.1.0_amd64.deb"; }
-check "cvedge 0.1.0 installed" sh -c "chroot '$R' dpkg-query -W -f='\${Version}' cvedge | grep -qx 0.1.0"
+check "cvedge 0.1.0 installed" version 0.1.0
 check "/usr/bin/cvedge --help runs" in_root /usr/bin/cvedge --help
 check "cvedge sources runs (no camera: exit 0)" in_root /usr/bin/cvedge sources
 check "/etc/cvedge/cvedge.toml is a conffile" grep -qx /etc/cvedge/cvedge.toml "$R/var/lib/dpkg/info/cvedge.conffiles"
@@ -84,7 +86,7 @@ mkdir -p "$R/var/lib/cvedge/data/cat"; echo captured > "$R/var/lib/cvedge/data/c
 in_root chown -R cvedge:cvedge /var/lib/cvedge/data/cat
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /tmp/cvedge_0.1.1~check_amd64.deb > "$WORK/install2.log" 2>&1 \
   || { tail -20 "$WORK/install2.log"; fail "upgrade to 0.1.1~check"; }
-check "upgraded to 0.1.1~check" sh -c "chroot '$R' dpkg-query -W -f='\${Version}' cvedge | grep -qx '0.1.1~check'"
+check "upgraded to 0.1.1~check" version '0.1.1~check'
 check "upgrade kept the edited config" grep -qx 'device = "edited-by-admin"' "$R/etc/cvedge/cvedge.toml"
 check "upgrade kept the captured data" grep -qx captured "$R/var/lib/cvedge/data/cat/frame.jpg"
 check "upgrade kept the data's owner" sh -c "[ \"\$(chroot '$R' stat -c %U /var/lib/cvedge/data/cat/frame.jpg)\" = cvedge ]"
@@ -112,10 +114,11 @@ CURL
 chmod 755 "$R/usr/local/bin/curl"
 cp scripts/install.sh "$R/tmp/install.sh"
 in_root env CVEDGE_RELEASES=file:///tmp/release sh /tmp/install.sh > "$WORK/install3.log" 2>&1 || { tail -5 "$WORK/install3.log"; fail "scripts/install.sh after purge"; }
-check "install.sh picked amd64 and installed 0.1.1~check" sh -c "grep -q 'cvedge_0.1.1~check_amd64.deb' '$WORK/install3.log' && chroot '$R' dpkg-query -W -f='\${Version}' cvedge | grep -qx '0.1.1~check'"
+picked_amd64() { grep -q 'cvedge_0.1.1~check_amd64.deb' "$WORK/install3.log" && version '0.1.1~check'; }
+check "install.sh picked amd64 and installed 0.1.1~check" picked_amd64
 check "reinstall: fresh config, same user, data kept" sh -c "grep -q '^# device' '$R/etc/cvedge/cvedge.toml' && [ \"\$(chroot '$R' getent passwd cvedge | cut -d: -f3)\" = '$uid' ] && test -f '$R/var/lib/cvedge/data/cat/frame.jpg'"
 
 echo "package_check took $(( $(date +%s) - start )) s ($BIN; chroot $R)"
 # The plain closing line CI reads.
 echo "package_check: $PASSED passed, $FAILS failed"
-[ "$FAILED" = 0 ] || exit 1
+[ "$FAILS" = 0 ] || exit 1

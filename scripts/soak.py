@@ -7,12 +7,13 @@ publishes to a real mosquitto on loopback with a QoS 1 subscriber, and serves it
 file descriptors from /proc, its counters from /metrics, posts one photo to /image, and every tenth
 sample sends one capture command (so the saver's path is exercised too).
 
-At the end it reports whether memory and descriptors stayed flat after warm-up, and whether every
-`seq` the daemon produced reached the subscriber.
+At the end it reports whether resident memory stayed flat after warm-up, whether the descriptor
+count stayed the same at every sample after the first, and whether every `seq` the daemon produced
+(from 1: the state folder is new) up to the last one received reached the subscriber.
 
   scripts/soak.py --minutes 60 --fps 10 --json soak.json --markdown soak.md
 
-Exit status: 1 if the daemon died, a prediction was lost, or memory/descriptors grew beyond the
+Exit status: 1 if the daemon died, a prediction was lost, or memory/descriptors moved beyond the
 bounds below; timings are reported, never judged.
 """
 import argparse
@@ -20,24 +21,22 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchdoc import free_port, start_broker, start_subscriber  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flat means: resident memory at the end within this much of the first warm sample (allocator
-# noise and one-off caches are a few MB), and the descriptor count never moving after warm-up.
+# noise and one-off caches are a few MB), and the descriptor count the same at every sample after
+# the first (the first is taken as the daemon starts, before its connections are open).
 RSS_GROWTH_LIMIT_MB = 8.0
 WARMUP_MINUTES = 5
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PREDICTIONS = "cvedge/soak/samples/predictions"
 
 
 def find_binary(given):
@@ -112,11 +111,13 @@ def main():
     args = parser.parse_args()
     binary = find_binary(args.cvedge)
     tmp = tempfile.mkdtemp(prefix="cvedge-soak-")
-    mqtt_port, http_port = free_port(), free_port()
-    with open(f"{tmp}/mosquitto.conf", "w") as f:
-        f.write(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    with open(f"{tmp}/cvedge.toml", "w") as f:
-        f.write(f"""model = "{ROOT}/models/demo"
+    http_port = free_port()
+    children = []
+    try:
+        broker, mqtt_port, _ = start_broker(tmp)
+        children.append(broker)
+        with open(f"{tmp}/cvedge.toml", "w") as f:
+            f.write(f"""model = "{ROOT}/models/demo"
 device = "soak"
 data_dir = "{tmp}/data"
 [mqtt]
@@ -129,16 +130,13 @@ source = "file:{ROOT}/models/samples"
 fps = {args.fps}
 interval_s = 0.0
 """)
-    children = []
-    spawn = lambda cmd, **kw: children.append(subprocess.Popen(cmd, **kw)) or children[-1]
-    try:
-        spawn(["mosquitto", "-c", f"{tmp}/mosquitto.conf"], stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
-        received = open(f"{tmp}/received.jsonl", "w")
-        subscriber = spawn(["mosquitto_sub", "-p", str(mqtt_port), "-q", "1", "-c", "-i", "soak-subscriber",
-                            "-t", "cvedge/soak/samples/predictions"], stdout=received)
-        daemon = spawn([binary, "run", "--config", f"{tmp}/cvedge.toml", "--state-dir", f"{tmp}/state"],
-                       stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/cvedge.log", "w"))
+        # Subscribed to cvedge/# (a probe under it received) before the daemon starts, so its
+        # first prediction is seen; the predictions are picked out of it below.
+        subscriber = start_subscriber(mqtt_port, f"{tmp}/received.txt", "soak-subscriber", "%t %p", persistent=True)
+        children.append(subscriber)
+        daemon = subprocess.Popen([binary, "run", "--config", f"{tmp}/cvedge.toml", "--state-dir", f"{tmp}/state"],
+                                  stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/cvedge.log", "w"))
+        children.append(daemon)
         photo = os.path.join(ROOT, "models/samples", sorted(f for f in os.listdir(f"{ROOT}/models/samples") if f.endswith(".jpg"))[0])
         started = time.monotonic()
         samples = []
@@ -174,7 +172,6 @@ interval_s = 0.0
         time.sleep(2)  # the subscriber's last acknowledgements
         subscriber.terminate()
         subscriber.wait(timeout=10)
-        received.close()
     finally:
         for child in children:
             if child.poll() is None:
@@ -182,11 +179,14 @@ interval_s = 0.0
                 child.wait()
 
     seqs = set()
-    for line in open(f"{tmp}/received.jsonl"):
-        if line.strip():
-            seqs.add(json.loads(line)["seq"])
+    for line in open(f"{tmp}/received.txt"):
+        topic, _, payload = line.rstrip("\n").partition(" ")
+        if topic == PREDICTIONS:
+            seqs.add(json.loads(payload)["seq"])
     last = samples[-1]
-    produced = range(min(seqs), max(seqs) + 1) if seqs else range(0)
+    # A new state folder numbers from 1 (src/daemon/seq.rs): every seq from there to the last
+    # one received was produced.
+    produced = range(1, max(seqs) + 1) if seqs else range(0)
     missing = [s for s in produced if s not in seqs]
     warm = [s for s in samples if s["minute"] >= min(WARMUP_MINUTES, args.minutes / 2)]
     growth = warm[-1]["rss_mb"] - warm[0]["rss_mb"]
@@ -206,6 +206,7 @@ interval_s = 0.0
         "fds_seen": fds,
         "threads_seen": sorted({s["threads"] for s in samples[1:]}),
         "seqs_received": len(seqs),
+        "first_seq_received": min(seqs) if seqs else None,
         "seqs_missing": len(missing),
         "http_posts_ok": last["http_ok"],
         "captures_asked": captures_asked,
@@ -225,12 +226,16 @@ interval_s = 0.0
     if args.json:
         json.dump({"samples": samples, "verdict": verdict}, open(args.json, "w"), indent=1)
     problems = []
+    if not seqs:
+        problems.append("the subscriber received no prediction")
+    elif min(seqs) != 1:
+        problems.append(f"the first seq received was {min(seqs)}, not 1 (the first a new state folder produces)")
     if missing:
         problems.append(f"{len(missing)} seqs never reached the subscriber (first {missing[:5]})")
     if not flat_memory:
         problems.append(f"resident memory grew {growth:.1f} MB after warm-up (limit {RSS_GROWTH_LIMIT_MB})")
     if not flat_fds:
-        problems.append(f"open descriptors moved after warm-up: {fds}")
+        problems.append(f"open descriptors moved between samples after the first: {fds}")
     if captures_done < captures_asked or (captures_asked and not captures):
         problems.append(f"{captures_done} captures reported done, {captures_asked} asked ({captures} distinct files)")
     for problem in problems:

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use cvedge::classifier::{Classifier, LoadOptions};
-use cvedge::engine::{onnxruntime_available, EngineChoice, EngineOptions, Generation};
+use cvedge::engine::{EngineChoice, EngineOptions, Generation};
 use cvedge::package::ModelFormat;
 use cvedge::source::decode;
 
@@ -27,13 +27,6 @@ fn fixture_samples(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("samples")).unwrap().map(|e| e.unwrap().path()).collect();
     found.sort();
     found
-}
-
-fn assert_near(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= TOLERANCE, "{what}: output {i} is {g}, the original gives {w} ({got:?} vs {want:?})");
-    }
 }
 
 /// Exports `model` as its ONNX twin and checks the twin against the original.
@@ -62,19 +55,19 @@ fn check_twin(model: &Path, images: &[PathBuf]) {
     let want: Vec<Vec<f32>> = frames.iter().map(|f| original.classify(f).unwrap().probabilities).collect();
     for ((frame, want), image) in frames.iter().zip(&want).zip(images) {
         let got = twin.classify(frame).unwrap().probabilities;
-        assert_near(&format!("{what} twin on {}", image.display()), &got, want);
+        assert_near(&format!("{what} twin on {}", image.display()), &got, want, TOLERANCE);
     }
     if python_onnxruntime() {
         let got = onnxruntime_probabilities(&out.join("model.onnx"), &twin, &frames);
         for ((got, want), image) in got.iter().zip(&want).zip(images) {
-            assert_near(&format!("{what} twin in onnxruntime on {}", image.display()), got, want);
+            assert_near(&format!("{what} twin in onnxruntime on {}", image.display()), got, want, TOLERANCE);
         }
     }
-    if onnxruntime_available() {
+    if require_onnxruntime() {
         let options = LoadOptions { engine: EngineOptions { choice: EngineChoice::OnnxRuntime, ..Default::default() }, ..Default::default() };
         let ort = Classifier::load(&out, &options).unwrap_or_else(|e| panic!("{what} twin in cvedge's onnxruntime: {e}"));
         let got = ort.classify(&frames[0]).unwrap().probabilities;
-        assert_near(&format!("{what} twin in cvedge's onnxruntime"), &got, &want[0]);
+        assert_near(&format!("{what} twin in cvedge's onnxruntime"), &got, &want[0], TOLERANCE);
     }
 }
 

@@ -491,15 +491,7 @@ fn run_then_sigterm(state: &std::path::Path, port: u16, frames: usize) -> (Vec<u
         let line = lines.next().expect("the daemon stopped printing predictions").unwrap();
         seqs.push(serde_json::from_str::<serde_json::Value>(&line).unwrap()["seq"].as_u64().unwrap());
     }
-    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "the daemon did not stop within 15 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = sigterm_and_wait(&mut child, Duration::from_secs(15));
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "a clean stop with the broker away is not an error: {status}: {stderr}");

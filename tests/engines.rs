@@ -8,20 +8,8 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use cvedge::classifier::{Classifier, LoadOptions};
-use cvedge::engine::{onnxruntime_available, EngineChoice, EngineOptions};
+use cvedge::engine::{EngineChoice, EngineOptions};
 use cvedge::source::decode;
-
-/// Whether the onnxruntime library loads here; with `CVEDGE_REQUIRE_PEERS=1` (CI) it must.
-fn require_onnxruntime() -> bool {
-    if onnxruntime_available() {
-        return true;
-    }
-    if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("CVEDGE_REQUIRE_PEERS=1 but libonnxruntime.so.1 cannot be loaded: run scripts/install_onnxruntime.sh");
-    }
-    eprintln!("skipped: libonnxruntime.so.1 not installed (scripts/install_onnxruntime.sh)");
-    false
-}
 
 fn options(choice: EngineChoice, threads: usize) -> LoadOptions {
     LoadOptions { engine: EngineOptions { choice, threads, ..Default::default() }, ..Default::default() }
@@ -106,11 +94,12 @@ fn onnxruntime_runs_tflite_and_tensorflow_exports_through_their_onnx_twins() {
 
 #[test]
 fn auto_picks_an_engine_that_agrees_and_says_so() {
+    let ort = require_onnxruntime();
     let model = repo().join("models/demo");
     let auto = Classifier::load(&model, &options(EngineChoice::Auto, 1)).unwrap();
     let note = auto.facts.notes.iter().find(|n| n.starts_with("engine auto")).expect("auto explains its pick");
     assert!(note.contains(auto.engine.name()), "{note}");
-    if onnxruntime_available() {
+    if ort {
         assert!(note.contains("agree"), "{note}");
     }
     let tract = Classifier::load(&model, &options(EngineChoice::Tract, 1)).unwrap();
@@ -123,7 +112,7 @@ fn auto_picks_an_engine_that_agrees_and_says_so() {
     let model = repo().join("models/conformance/tflite-2019-fp32");
     let tflite = Classifier::load(&model, &options(EngineChoice::Auto, 1)).unwrap();
     let note = tflite.facts.notes.iter().find(|n| n.starts_with("engine auto")).expect("auto explains its pick");
-    if onnxruntime_available() {
+    if ort {
         assert!(note.contains("onnxruntime") && note.contains("agree"), "{note}");
     }
     let tract = Classifier::load(&model, &options(EngineChoice::Tract, 1)).unwrap();

@@ -39,13 +39,6 @@ fn make_head(width: usize, tags: usize, activation: Activation, seed: u64) -> Li
     LinearHead::new(weights, bias, activation)
 }
 
-fn assert_near(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: {} probabilities, expected {}", got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tolerance, "{what}: output {i} is {g}, expected {w} (got {got:?}, want {want:?})");
-    }
-}
-
 /// An export in a temporary folder (removed on drop).
 struct Exported {
     report: ExportReport,
@@ -326,30 +319,19 @@ fn an_export_is_written_whole_and_never_over_other_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("export");
     let args = ["export", "models/demo", "--out", out.to_str().unwrap()];
-    let names = |p: &Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(p).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
-        v.sort();
-        v
-    };
     let complete = ["cvexport.manifest", "labels.txt", "metadata_properties.json", "model.onnx"];
     for round in 0..3 {
-        let mut child = KillOnDrop(std::process::Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).stdout(std::process::Stdio::null()).spawn().unwrap());
         // Killed the moment anything appears beside the output (its staging folder), plus a little.
-        while child.try_wait().unwrap().is_none() && names(dir.path()).is_empty() {
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(round));
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(!out.exists() || names(&out) == complete, "round {round}: a killed export left {:?}", names(&out));
+        kill_cvedge_when(&args, || !file_names(dir.path()).is_empty(), std::time::Duration::from_millis(round));
+        assert!(!out.exists() || file_names(&out) == complete, "round {round}: a killed export left {:?}", file_names(&out));
     }
     let run = cvedge(&args);
     assert!(run.ok(), "{}", run.stderr);
     assert!(run.stdout.contains(&out.join("model.onnx").display().to_string()), "{}", run.stdout);
     let run = cvedge(&args);
     assert!(run.ok(), "an earlier export is replaced: {}", run.stderr);
-    assert_eq!(names(&out), complete);
-    assert_eq!(names(dir.path()), ["export"], "temporary folders left beside the export");
+    assert_eq!(file_names(&out), complete);
+    assert_eq!(file_names(dir.path()), ["export"], "temporary folders left beside the export");
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
     let run = cvedge(&args);
     assert!(!run.ok() && run.stderr.contains("notes.txt") && run.stderr.contains("new or empty folder"), "{}", run.stderr);

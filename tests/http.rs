@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::serve::*;
 use common::*;
@@ -174,6 +174,10 @@ else:
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("python client: {}", result["client"]);
+    // CI installs requests: there the sample's own client (and the multipart upload) must run.
+    if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
+        assert_eq!(result["client"], "requests", "CVEDGE_REQUIRE_PEERS=1 but python3 has no requests: apt-get install python3-requests");
+    }
     assert_eq!(result["status"], 200);
     assert_eq!(top(&result["body"]), "rocket");
     assert!(!result["body"]["created"].as_str().unwrap().ends_with('Z'));
@@ -197,15 +201,14 @@ fn errors_are_json_with_a_status_code() {
     assert_error(&post(addr, "/url", "application/json", b"url=http://x"), 400, "BadRequest", "not JSON");
     assert_error(&send(addr, "HELLO\r\n\r\n", b""), 400, "BadRequest", "not an HTTP request line");
 
-    // A body declared over 4 MB is refused at once, without waiting for it.
-    let started = Instant::now();
+    // A body declared over 4 MB is refused at once, without waiting for it (waiting would end in
+    // the server's 408 after 30 s, long after this read's 10 s timeout left `raw` empty).
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     stream.write_all(b"POST /image HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n\xff\xd8").unwrap();
     let mut raw = vec![];
     let _ = stream.read_to_end(&mut raw);
     assert_error(&parse(&raw), 413, "BadRequestImageSizeBytes", "100000000 bytes");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     // A client that sends all of its 5 MB anyway still reads the answer.
     assert_error(&post(addr, "/image", "application/octet-stream", &vec![7u8; 5 << 20]), 413, "BadRequestImageSizeBytes", "at most 4 MB");
     // And the server is still there.
@@ -280,15 +283,7 @@ fn health_and_metrics_report_the_model_and_the_requests() {
 fn sigterm_stops_the_server_cleanly() {
     let mut server = serve(&[]);
     assert_eq!(post(server.addr, "/image", "image/jpeg", &sample("eagle.jpg")).status, 200);
-    assert!(Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap().success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = sigterm_and_wait(&mut server.child, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     assert!(TcpStream::connect(server.addr).is_err(), "nothing listens any more");
 }

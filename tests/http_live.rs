@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,15 +26,7 @@ fn daemon(dir: &std::path::Path) -> (KillOnDrop, SocketAddr) {
             .spawn()
             .unwrap(),
     );
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "cvedge run stopped before serving");
-        if let Some(rest) = line.split("live page on http://").nth(1) {
-            break rest.split('/').next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("[run] {l}")));
+    let addr = listening(&mut child, "live page on http://");
     (child, addr)
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use cvedge::classifier::{Classifier, LoadOptions};
-use cvedge::engine::{onnxruntime_available, EngineChoice, EngineOptions, Precision};
+use cvedge::engine::{EngineChoice, EngineOptions, Precision};
 use cvedge::source::decode;
 
 /// Calibration photos made from the bundled samples: crops, mirror images and exposure changes,
@@ -88,10 +88,8 @@ fn int8_demo_loads_agrees_and_is_deterministic() {
     // The folder is an export like any other: int8, same tags, same top tag as fp32.
     let float = load(&demo, EngineChoice::Tract);
     let mut engines = vec![EngineChoice::Tract];
-    if onnxruntime_available() {
+    if require_onnxruntime() {
         engines.push(EngineChoice::OnnxRuntime);
-    } else if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("CVEDGE_REQUIRE_PEERS=1 but libonnxruntime.so.1 cannot be loaded: run scripts/install_onnxruntime.sh");
     }
     for engine in engines {
         let int8 = load(&first, engine);
@@ -171,7 +169,7 @@ fn a_2018_export_is_brought_to_opset_13_and_still_classifies() {
     let kitten = image::open(model.join("samples/kitten_224.png")).unwrap().to_rgb8();
     let (want, got) = (float.classify(&kitten).unwrap().probabilities, int8.classify(&kitten).unwrap().probabilities);
     assert_eq!(argmax(&got), argmax(&want), "int8 {got:?} vs fp32 {want:?}");
-    if onnxruntime_available() {
+    if require_onnxruntime() {
         let ort = load(&out, EngineChoice::OnnxRuntime);
         assert_eq!(argmax(&ort.classify(&kitten).unwrap().probabilities), argmax(&want));
     }
@@ -193,7 +191,7 @@ fn quantizes_through_the_onnx_twin(model: &Path, images: &[(String, image::RgbIm
     let (a, b) = (&int8.preprocessor.conventions, &float.preprocessor.conventions);
     assert_eq!((a.recipe, a.color, a.range), (b.recipe, b.color, b.range), "{}", model.display());
     let mut engines = vec![int8];
-    if onnxruntime_available() {
+    if require_onnxruntime() {
         engines.push(load(&out, EngineChoice::OnnxRuntime));
     }
     for engine in &engines {
@@ -270,38 +268,25 @@ fn a_kill_while_writing_leaves_the_output_absent_or_complete() {
     calibration_images(&calibrate, 2);
     let out = dir.path().join("int8");
     let args = ["quantize", "--model", "models/demo", "--calibrate", calibrate.to_str().unwrap(), "--out", out.to_str().unwrap(), "--engine", "tract"];
-    let mut child = KillOnDrop(std::process::Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).stderr(std::process::Stdio::null()).spawn().unwrap());
     // Killed the moment anything but the scratch candidates appears beside the output.
-    let writing = || std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| {
-        let name = e.file_name().to_string_lossy().into_owned();
-        name != "captures" && !name.ends_with(".candidate")
-    });
-    while child.try_wait().unwrap().is_none() && !writing() {
-        std::thread::sleep(std::time::Duration::from_micros(500));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let files = |p: &Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(p).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
-        v.sort();
-        v
-    };
+    let writing = || file_names(dir.path()).iter().any(|name| name != "captures" && !name.ends_with(".candidate"));
+    kill_cvedge_when(&args, writing, std::time::Duration::ZERO);
     let complete = ["cvexport.manifest", "labels.txt", "metadata_properties.json", "model.onnx", "quantization.json"];
-    assert!(!out.exists() || files(&out) == complete, "a killed quantization left a partial output: {:?}", files(&out));
+    assert!(!out.exists() || file_names(&out) == complete, "a killed quantization left a partial output: {:?}", file_names(&out));
 
     let run = cvedge(&args);
     assert!(run.ok(), "{}", run.stderr);
-    assert_eq!(files(&out), complete);
+    assert_eq!(file_names(&out), complete);
     let first = std::fs::read(out.join("model.onnx")).unwrap();
     let run = cvedge(&args);
     assert!(run.ok(), "an earlier output is replaced: {}", run.stderr);
     assert_eq!(std::fs::read(out.join("model.onnx")).unwrap(), first);
-    assert_eq!(files(dir.path()), ["captures", "int8"], "temporary folders left beside the output");
+    assert_eq!(file_names(dir.path()), ["captures", "int8"], "temporary folders left beside the output");
 
     let mine = dir.path().join("mine");
     std::fs::create_dir_all(&mine).unwrap();
     std::fs::write(mine.join("notes.txt"), "keep me").unwrap();
     let run = cvedge(&["quantize", "--model", "models/demo", "--calibrate", calibrate.to_str().unwrap(), "--out", mine.to_str().unwrap(), "--engine", "tract"]);
     assert!(!run.ok() && run.stderr.contains("notes.txt") && run.stderr.contains("new or empty folder"), "{}", run.stderr);
-    assert_eq!(files(&mine), ["notes.txt"]);
+    assert_eq!(file_names(&mine), ["notes.txt"]);
 }

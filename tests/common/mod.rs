@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use cvedge::preprocess::Preprocess;
 
@@ -59,6 +60,14 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: {} probabilities, reference has {}", got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!((g - w).abs() <= TOLERANCE, "{what}: output {i} is {g}, reference {w} (got {got:?}, want {want:?})");
+    }
+}
+
+/// Asserts every probability is within `tolerance` of the one expected.
+pub fn assert_near(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: {} probabilities, expected {}", got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tolerance, "{what}: output {i} is {g}, expected {w} (got {got:?}, want {want:?})");
     }
 }
 
@@ -117,6 +126,62 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Polls `done` every 50 ms until it holds; panics after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGTERM to `child` and returns how it exited; panics if it still runs after `within`.
+pub fn sigterm_and_wait(child: &mut Child, within: Duration) -> ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success(), "kill -TERM {pid}");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < within, "process {pid} still running {within:?} after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The names in folder `dir`, sorted; none when it does not exist.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Starts `cvedge ARGS` (output discarded), waits until it exits or `ready()` holds (polled every
+/// 200 µs), then `after` more, and kills it with SIGKILL.
+pub fn kill_cvedge_when(args: &[&str], mut ready: impl FnMut() -> bool, after: Duration) {
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cvedge"),
+    );
+    while child.try_wait().unwrap().is_none() && !ready() {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    std::thread::sleep(after);
+    // KillOnDrop's drop: SIGKILL, then wait.
+}
+
+/// Whether the onnxruntime library cvedge's engine loads is there; with `CVEDGE_REQUIRE_PEERS=1`
+/// (CI) it must be.
+pub fn require_onnxruntime() -> bool {
+    if cvedge::engine::onnxruntime_available() {
+        return true;
+    }
+    if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("CVEDGE_REQUIRE_PEERS=1 but libonnxruntime.so.1 cannot be loaded: run scripts/install_onnxruntime.sh");
+    }
+    eprintln!("skipped: libonnxruntime.so.1 not installed (scripts/install_onnxruntime.sh)");
+    false
 }
 
 /// Whether Python's onnxruntime (the reference runtime) can be used; with `CVEDGE_REQUIRE_PEERS=1` (CI) it must be.

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::{repo, KillOnDrop};
@@ -34,24 +34,29 @@ pub fn serve_with_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> Served
         command.args(["--addr", "127.0.0.1:0"]);
     }
     let mut child = KillOnDrop(command.spawn().expect("start cvedge serve"));
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = listening(&mut child, " on http://");
+    // A 0.0.0.0 bind is reached through loopback.
+    let addr = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+    Served { addr, child }
+}
+
+/// Reads `child`'s stderr (piped) until a line has `marker` followed by an address (`marker`
+/// ending in `http://`), and returns that address; the rest of its stderr goes to the test's.
+pub fn listening(child: &mut Child, marker: &str) -> SocketAddr {
+    let mut stderr = BufReader::new(child.stderr.take().expect("cvedge's stderr piped"));
     let mut seen = String::new();
     let addr = loop {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "cvedge serve stopped before listening: {seen}");
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "cvedge stopped before saying {marker:?}: {seen}");
         seen += &line;
-        if let Some(rest) = line.split(" on http://").nth(1) {
-            let addr: SocketAddr = rest.split('/').next().unwrap().parse().unwrap();
-            // A 0.0.0.0 bind is reached through loopback.
-            break if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+        if let Some(rest) = line.split(marker).nth(1) {
+            let addr = rest.split('/').next().unwrap();
+            break addr.parse().unwrap_or_else(|e| panic!("{addr:?} after {marker:?}: {e}"));
         }
     };
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            eprintln!("[serve] {line}");
-        }
-    });
-    Served { addr, child }
+    let pid = child.id();
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|l| eprintln!("[cvedge {pid}] {l}")));
+    addr
 }
 
 /// A parsed response.
