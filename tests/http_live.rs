@@ -132,3 +132,43 @@ fn the_http_table_is_validated() {
     assert!(wrong.contains("http.format") && wrong.contains("container"), "{wrong}");
     assert!(config("port = 8080").unwrap_err().to_string().contains("unknown field `port`"));
 }
+
+/// The status line of `GET /live/events`, read from a connection that is then closed (as a page
+/// that reloads closes its event stream).
+fn open_and_close_events(addr: SocketAddr) -> String {
+    use std::io::Write;
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (&stream).write_all(b"GET /live/events HTTP/1.1\r\nHost: cvedge\r\n\r\n").unwrap();
+    let mut status = String::new();
+    BufReader::new(&stream).read_line(&mut status).unwrap();
+    status
+}
+
+#[test]
+fn closed_live_pages_stop_counting_while_the_cameras_send_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A camera that never opens (nothing listens on port 1): no event ever reaches the pages.
+    // Two connections make room for one live page.
+    let text = format!(
+        "model = \"{}\"\nstate_dir = \"{}\"\n[http]\naddr = \"127.0.0.1:0\"\nmax_connections = 2\n[[camera]]\nname = \"gate\"\nsource = \"mjpeg:http://127.0.0.1:1/stream\"\n",
+        repo().join("models/demo").display(),
+        dir.path().join("state").display()
+    );
+    let daemon = cvedge::daemon::Daemon::start(cvedge::config::Config::parse(&text, "test").unwrap(), None).unwrap();
+    let addr = daemon.http_addr().unwrap();
+    // Each closed page is let go of within a few seconds; one that kept counting would leave
+    // every later page 503 for good.
+    for page in 0..4 {
+        let started = Instant::now();
+        loop {
+            let status = open_and_close_events(addr);
+            if status.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "page {page}: still {status:?} after the earlier pages closed");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    daemon.stop().unwrap();
+}

@@ -269,6 +269,21 @@ impl Conn {
         self.writer.write_all(head.as_bytes())
     }
 
+    /// Whether the client closed the connection, looked at without waiting: for a response that is
+    /// streamed to a client that sends nothing more (anything it does send is dropped).
+    pub fn peer_closed(&mut self) -> bool {
+        self.reader.get_mut().set_deadline(Instant::now() + Duration::from_millis(1));
+        match self.reader.fill_buf() {
+            Ok([]) => true,
+            Ok(data) => {
+                let n = data.len();
+                self.reader.consume(n);
+                false
+            }
+            Err(e) => !(timed_out(&e) || e.kind() == io::ErrorKind::Interrupted),
+        }
+    }
+
     pub fn writer(&mut self) -> &mut TcpStream {
         &mut self.writer
     }

@@ -372,7 +372,8 @@ fn handle(conn: &mut Conn, request: &Request, shared: &Shared) -> (Option<Respon
         (Route::Health, _) => return (Some(Response::json(200, &health(shared))), false, name),
         (Route::Metrics, _) => return (Some(Response::text(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(shared))), false, name),
         (Route::Live, Some(_)) => return (Some(Response::text(200, "text/html; charset=utf-8", live::PAGE)), false, name),
-        (Route::LiveState, Some(view)) => return (Some(live::state(view, &shared.model.get())), false, name),
+        // What the page reads first: the model, its tags and every camera, as /health says them.
+        (Route::LiveState, Some(_)) => return (Some(Response::json(200, &health(shared))), false, name),
         (Route::LiveFrame, Some(view)) => {
             let camera = http::percent_decode(request.path.rsplit('/').next().unwrap_or(""));
             return (Some(live::frame(view, &camera).unwrap_or_else(|e| e.response())), false, name);
