@@ -24,6 +24,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use super::http::{Conn, Response};
 use super::metrics::{family, label, Histogram};
 use super::routes::ApiError;
+use crate::daemon::command::{self, Command};
 use crate::sink::mqtt::Publisher;
 use crate::sink::{Outcome, Sink};
 use crate::source::{Frame, Pixels};
@@ -40,13 +41,16 @@ const WATCH_FOR: Duration = Duration::from_secs(30);
 /// Events a slow page may fall behind by before it misses some (it catches up at the next one).
 const EVENT_BACKLOG: usize = 32;
 
+/// Where the live page's capture commands come from, in the daemon's messages.
+pub const CAPTURE_ORIGIN: &str = "POST /live/capture";
+
 /// What the daemon hands its HTTP server: the board, the MQTT publisher (for its outbox figures)
-/// and where capture commands go (the daemon's command loop, as MQTT's do).
+/// and where capture commands go (the daemon's command loop, as MQTT's do, parsed already).
 #[derive(Clone)]
 pub struct DaemonView {
     pub board: LiveBoard,
     pub publisher: Option<Publisher>,
-    pub commands: Sender<(String, Vec<u8>)>,
+    pub commands: Sender<Command>,
 }
 
 /// The latest frame of a camera, as it came (JPEG or PNG bytes) or as decoded pixels.
@@ -309,21 +313,16 @@ pub fn capture(view: &DaemonView, body: &[u8]) -> Result<Response, ApiError> {
     if !view.board.has_camera(&camera) {
         return Err(ApiError::new(404, "NotFound", format!("there is no camera '{camera}'; capture from one the page lists")));
     }
-    let topic = format!("http/{camera}/capture");
-    let payload = serde_json::to_vec(&request).unwrap_or_default();
-    // Parsed here too, so a bad request is answered now rather than only logged by the daemon.
-    let command = crate::daemon::command::parse(&topic, &payload).map_err(|refused| {
-        ApiError::bad_request(format!("{}; send {form}", refused.problem))
-    })?;
-    let crate::daemon::command::Command::Capture { request, .. } = command else {
-        return Err(ApiError::bad_request(format!("send {form}")));
-    };
-    view.commands.try_send((topic, payload)).map_err(|_| {
+    // Parsed here, so a bad request is answered now rather than only logged by the daemon.
+    let request = command::parse_capture(CAPTURE_ORIGIN, &camera, serde_json::Value::Object(request))
+        .map_err(|refused| ApiError::bad_request(format!("{}; send {form}", refused.problem)))?;
+    let answer = serde_json::json!({"status": "queued", "camera": camera, "tag": request.tag, "count": request.count});
+    view.commands.try_send(Command::Capture { camera, request }).map_err(|_| {
         let mut error = ApiError::new(503, "ServiceUnavailable", "the daemon has capture commands waiting; retry in a second");
         error.headers.push(("Retry-After", "1".into()));
         error
     })?;
-    Ok(Response::json(202, &serde_json::json!({"status": "queued", "camera": camera, "tag": request.tag, "count": request.count})))
+    Ok(Response::json(202, &answer))
 }
 
 /// `GET /live/events`: server-sent events until the page goes away or the server stops; every
