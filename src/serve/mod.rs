@@ -78,6 +78,22 @@ pub enum ResponseFormat {
     Cloud,
 }
 
+impl ResponseFormat {
+    /// What `--format` and `[http] format` accept.
+    pub const NAMES: [&'static str; 2] = ["container", "cloud"];
+}
+
+impl std::str::FromStr for ResponseFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "container" => Ok(ResponseFormat::Container),
+            "cloud" => Ok(ResponseFormat::Cloud),
+            _ => Err(format!("'{s}' is not a format: use container (the container export's JSON) or cloud (the cloud's, as predict --json)")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// `HOST:PORT` to listen on.
