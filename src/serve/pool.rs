@@ -12,11 +12,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use crate::classifier::{Classification, Classifier};
 use crate::daemon::worker::CurrentModel;
 use crate::error::{Error, Result};
-use crate::source::decode_bounded;
-
-/// Posted images of more pixels than this are refused before decoding (150 MB of RGB each); a
-/// 4 MB upload rarely holds more than a 24-megapixel photo.
-pub const MAX_PIXELS: usize = 50_000_000;
+use crate::source::decode;
 
 /// A classified image, with the model that classified it (labels, iteration).
 pub struct Done {
@@ -99,7 +95,9 @@ fn work(jobs: Receiver<Job>, model: CurrentModel) {
         let model = model.get();
         // A panic in a decoder or engine on one odd upload must not take a worker away for good.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let image = decode_bounded(&job.image, "the posted image", MAX_PIXELS)?;
+            // Within decode's pixel bound, checked before decoding (a 4 MB upload rarely holds more
+            // than a 24-megapixel photo).
+            let image = decode(&job.image, "the posted image")?;
             model.classify(&image)
         }))
         .unwrap_or_else(|_| Err(Error::Inference("the engine panicked on this image".into())));
