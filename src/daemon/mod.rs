@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use crate::classifier::{Classifier, LoadOptions};
 use crate::config::{CameraConfig, Config};
 use crate::error::{Error, Result};
+use crate::spawn;
 use crate::serve::live::{DaemonView, LiveBoard, CAPTURE_ORIGIN};
 use crate::serve::Server;
 use crate::sink::mqtt::Publisher;
@@ -135,10 +136,6 @@ fn load_model(config: &Config) -> Result<Classifier> {
     let classifier = Classifier::load(&config.model, &LoadOptions { threshold: Some(config.threshold), engine, ..Default::default() })?;
     log::info!("engine: {} ({})", classifier.engine.name(), classifier.facts.notes.iter().find(|n| n.starts_with("engine auto")).map(String::as_str).unwrap_or("as configured"));
     Ok(classifier)
-}
-
-fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name).spawn(body).map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))
 }
 
 impl Daemon {

@@ -43,6 +43,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::daemon::worker::CurrentModel;
 use crate::error::{Error, Result};
+use crate::spawn;
 use crate::prediction::{ContainerResponse, PredictionResponse};
 use fetch::{FetchError, FetchLimits, Fetcher};
 use http::{Conn, ReadError, Request, Response};
@@ -150,10 +151,6 @@ pub struct Server {
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
     threads: Vec<JoinHandle<()>>,
-}
-
-fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name).spawn(body).map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))
 }
 
 impl Server {

@@ -50,11 +50,7 @@ impl Pool {
         let mut handles = vec![];
         for i in 0..workers.max(1) {
             let (rx, model) = (rx.clone(), model.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("serve-infer-{i}"))
-                .spawn(move || work(rx, model))
-                .map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))?;
-            handles.push(handle);
+            handles.push(crate::spawn(format!("serve-infer-{i}"), move || work(rx, model))?);
         }
         Ok(Pool { jobs: Mutex::new(Some(tx)), workers: Mutex::new(handles), capacity: queue })
     }
