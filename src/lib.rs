@@ -54,6 +54,7 @@ pub mod quantize;
 pub mod serve;
 pub mod sink;
 pub mod source;
+mod tls;
 pub mod train;
 
 pub use classifier::{Classifier, LoadOptions};
