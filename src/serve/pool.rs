@@ -5,7 +5,6 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
@@ -18,13 +17,10 @@ use crate::source::decode;
 pub struct Done {
     pub model: Arc<Classifier>,
     pub classification: Classification,
-    /// Time spent waiting in the queue.
-    pub waited: Duration,
 }
 
 struct Job {
     image: Vec<u8>,
-    queued: Instant,
     reply: Sender<Result<Done>>,
 }
 
@@ -60,7 +56,7 @@ impl Pool {
         let (reply, answer) = bounded(1);
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let Some(jobs) = jobs.as_ref() else { return Err(Refused::Stopping) };
-        match jobs.try_send(Job { image, queued: Instant::now(), reply }) {
+        match jobs.try_send(Job { image, reply }) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(_)) => Err(Refused::Busy),
             Err(TrySendError::Disconnected(_)) => Err(Refused::Stopping),
@@ -87,7 +83,6 @@ impl Pool {
 
 fn work(jobs: Receiver<Job>, model: CurrentModel) {
     for job in jobs.iter() {
-        let waited = job.queued.elapsed();
         let model = model.get();
         // A panic in a decoder or engine on one odd upload must not take a worker away for good.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -97,6 +92,6 @@ fn work(jobs: Receiver<Job>, model: CurrentModel) {
             model.classify(&image)
         }))
         .unwrap_or_else(|_| Err(Error::Inference("the engine panicked on this image".into())));
-        let _ = job.reply.send(outcome.map(|classification| Done { model, classification, waited }));
+        let _ = job.reply.send(outcome.map(|classification| Done { model, classification }));
     }
 }
