@@ -99,9 +99,10 @@ pub struct MqttConfig {
 pub struct HttpConfig {
     /// `HOST:PORT` to listen on.
     pub addr: String,
-    /// Inference threads for posted images (the cameras have their own).
+    /// Inference threads for posted images (the cameras have their own); 0 = one per core.
     #[serde(default = "default_http_workers")]
     pub workers: usize,
+    /// Checked with the server's other options when it starts (0 is refused there).
     #[serde(default = "default_http_queue")]
     pub queue: usize,
     #[serde(default = "default_http_connections")]
@@ -319,9 +320,6 @@ impl Config {
         }
         if let Some(http) = &mut self.http {
             http.api_key = expand_env("http.api_key", http.api_key.take().map(|k| k.0))?.map(Secret);
-            if http.workers == 0 || http.queue == 0 || http.max_connections == 0 {
-                return Err(Error::config("http.workers/queue/max_connections", "must be at least 1", "use e.g. workers = 1, queue = 16, max_connections = 32"));
-            }
         }
         if let Some(mqtt) = &mut self.mqtt {
             check_topic_safe("mqtt.prefix", &mqtt.prefix)?;
@@ -356,6 +354,7 @@ impl Config {
             api_key: http.api_key.as_ref().map(|k| k.0.clone()),
             allow_private_urls: http.allow_private_urls,
             format: http.format,
+            from: crate::serve::OptionsFrom::HttpTable,
             ..crate::serve::ServeOptions::default()
         }
     }
