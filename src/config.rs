@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::engine::EngineChoice;
 use crate::error::{Error, Result};
+use crate::serve::ResponseFormat;
 use crate::source::SourceSpec;
 
 /// The data folder's subfolder for review frames: a dot-folder, which is never a tag.
@@ -98,9 +99,10 @@ pub struct MqttConfig {
 pub struct HttpConfig {
     /// `HOST:PORT` to listen on.
     pub addr: String,
-    /// Inference threads for posted images (the cameras have their own).
+    /// Inference threads for posted images (the cameras have their own); 0 = one per core.
     #[serde(default = "default_http_workers")]
     pub workers: usize,
+    /// Checked with the server's other options when it starts (0 is refused there).
     #[serde(default = "default_http_queue")]
     pub queue: usize,
     #[serde(default = "default_http_connections")]
@@ -112,8 +114,8 @@ pub struct HttpConfig {
     #[serde(default)]
     pub allow_private_urls: bool,
     /// `container` (default) or `cloud`.
-    #[serde(default = "default_http_format")]
-    pub format: String,
+    #[serde(default, deserialize_with = "response_format")]
+    pub format: ResponseFormat,
 }
 
 fn default_http_workers() -> usize {
@@ -128,9 +130,6 @@ fn default_http_connections() -> usize {
     crate::serve::ServeOptions::default().max_connections
 }
 
-fn default_http_format() -> String {
-    "container".into()
-}
 
 /// `[review]`: frames whose best probability is below `below` are saved to
 /// `DATA/.review/<camera>/`, at most one per camera per `interval_s`, keeping the newest
@@ -199,6 +198,10 @@ fn default_engine() -> EngineChoice {
 }
 fn engine_choice<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<EngineChoice, D::Error> {
     String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+}
+fn response_format<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<ResponseFormat, D::Error> {
+    // The key is said here: a TOML error's message does not name it.
+    String::deserialize(d)?.parse().map_err(|e| serde::de::Error::custom(format!("http.format: {e}")))
 }
 fn default_threshold() -> f32 {
     crate::classifier::DEFAULT_THRESHOLD
@@ -317,12 +320,6 @@ impl Config {
         }
         if let Some(http) = &mut self.http {
             http.api_key = expand_env("http.api_key", http.api_key.take().map(|k| k.0))?.map(Secret);
-            if http.format != "container" && http.format != "cloud" {
-                return Err(Error::config("http.format", format!("'{}' is not a format", http.format), "use \"container\" (the container export's JSON) or \"cloud\""));
-            }
-            if http.workers == 0 || http.queue == 0 || http.max_connections == 0 {
-                return Err(Error::config("http.workers/queue/max_connections", "must be at least 1", "use e.g. workers = 1, queue = 16, max_connections = 32"));
-            }
         }
         if let Some(mqtt) = &mut self.mqtt {
             check_topic_safe("mqtt.prefix", &mqtt.prefix)?;
@@ -356,7 +353,8 @@ impl Config {
             max_connections: http.max_connections,
             api_key: http.api_key.as_ref().map(|k| k.0.clone()),
             allow_private_urls: http.allow_private_urls,
-            format: if http.format == "cloud" { crate::serve::ResponseFormat::Cloud } else { crate::serve::ResponseFormat::Container },
+            format: http.format,
+            from: crate::serve::OptionsFrom::HttpTable,
             ..crate::serve::ServeOptions::default()
         }
     }
@@ -433,6 +431,7 @@ mod tests {
     rejects!(review_unknown_key, &format!("{MINIMAL}[review]\nbellow = 0.4\n"), "unknown field `bellow`");
     rejects!(empty_data_dir, &format!("data_dir = \"\"\n{MINIMAL}"), "data_dir", "name a folder");
     rejects!(bad_engine, &format!("engine = \"gpu\"\n{MINIMAL}"), "unknown engine `gpu`", "tract, onnxruntime or auto");
+    rejects!(bad_format, &format!("{MINIMAL}[http]\naddr = \"127.0.0.1:8080\"\nformat = \"xml\"\n"), "http.format", "'xml' is not a format", "container", "cloud");
     rejects!(garbage, "\u{0}\u{1}[[[ not toml", "config");
 
     #[test]

@@ -79,7 +79,7 @@ pub fn model_bytes(data: &[u8]) {
 
 /// An uploaded or file image, decoded within the HTTP server's pixel bound.
 pub fn image_decode(data: &[u8]) {
-    let _ = crate::source::decode_bounded(data, "fuzz", crate::serve::pool::MAX_PIXELS);
+    let _ = crate::source::decode(data, "fuzz");
 }
 
 /// Camera streams. The first byte picks the parser: ffmpeg's concatenated JPEGs, a multipart

@@ -54,7 +54,13 @@ pub mod quantize;
 pub mod serve;
 pub mod sink;
 pub mod source;
+mod tls;
 pub mod train;
 
 pub use classifier::{Classifier, LoadOptions};
 pub use error::{Error, Result};
+
+/// Starts a named thread (the name shows in logs, `top -H` and panics); failing to is an error.
+pub(crate) fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(body).map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))
+}

@@ -565,18 +565,16 @@ fn run_config(path: Option<&Path>, flags: RunFlags) -> anyhow::Result<Config> {
             }
         }
     }
-    if let Some(addr) = &flags.http {
-        let http = table.entry("http").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if let Some(http) = http.as_table_mut() {
-            http.insert("addr".into(), toml::Value::String(addr.clone()));
+    // `--http ADDR` and `--mqtt URL` set one key of their table, keeping the file's other keys.
+    let mut set_in = |name: &str, key: &str, value: &Option<String>| {
+        let Some(value) = value else { return };
+        let entry = table.entry(name).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(entry) = entry.as_table_mut() {
+            entry.insert(key.into(), toml::Value::String(value.clone()));
         }
-    }
-    if let Some(url) = &flags.mqtt {
-        let mqtt = table.entry("mqtt").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if let Some(mqtt) = mqtt.as_table_mut() {
-            mqtt.insert("url".into(), toml::Value::String(url.clone()));
-        }
-    }
+    };
+    set_in("http", "addr", &flags.http);
+    set_in("mqtt", "url", &flags.mqtt);
     Ok(Config::from_table(table, "command line")?)
 }
 

@@ -216,6 +216,30 @@ fn errors_are_json_with_a_status_code() {
 }
 
 #[test]
+fn no_room_for_requests_is_refused_at_start() {
+    for flag in ["--queue", "--max-connections"] {
+        // Watched with a deadline: a server that took 0 as 1 would serve until killed.
+        let mut child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_cvedge"))
+                .args(["serve", "--model", "models/demo", "--addr", "127.0.0.1:0", flag, "0"])
+                .current_dir(repo())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(30), "{flag} 0 must be refused, not taken as 1");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert!(!child.try_wait().unwrap().unwrap().success(), "{stderr}");
+        assert!(stderr.contains(&format!("{flag} is 0")) && stderr.contains(&format!("give {flag} 1 or more")), "{stderr}");
+    }
+}
+
+#[test]
 fn an_api_key_guards_a_network_bind() {
     let server = serve(&["--addr", "0.0.0.0:0", "--api-key", "s3cret"]);
     let image = sample("cat.jpg");

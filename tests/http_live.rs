@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -122,4 +123,79 @@ fn the_http_table_is_validated() {
     let wrong = config("addr = \"127.0.0.1:8080\"\nformat = \"xml\"").unwrap_err().to_string();
     assert!(wrong.contains("http.format") && wrong.contains("container"), "{wrong}");
     assert!(config("port = 8080").unwrap_err().to_string().contains("unknown field `port`"));
+}
+
+/// A connection that asked for `GET /live/events`, and the status line it got.
+fn open_events(addr: SocketAddr) -> (std::net::TcpStream, String) {
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (&stream).write_all(b"GET /live/events HTTP/1.1\r\nHost: cvedge\r\n\r\n").unwrap();
+    let mut status = String::new();
+    BufReader::new(&stream).read_line(&mut status).unwrap();
+    (stream, status)
+}
+
+/// Opens the events page, retrying while the pages closed before it still count; the connection
+/// stays open while the returned stream lives.
+fn open_page(addr: SocketAddr, page: usize) -> std::net::TcpStream {
+    let started = Instant::now();
+    loop {
+        let (stream, status) = open_events(addr);
+        if status.starts_with("HTTP/1.1 200") {
+            return stream;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "page {page}: still {status:?} after the earlier pages closed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn closed_live_pages_stop_counting_while_the_cameras_send_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A camera that never opens (nothing listens on port 1): no event ever reaches the pages.
+    // Two connections make room for one live page.
+    let text = format!(
+        "model = \"{}\"\nstate_dir = \"{}\"\n[http]\naddr = \"127.0.0.1:0\"\nmax_connections = 2\n[[camera]]\nname = \"gate\"\nsource = \"mjpeg:http://127.0.0.1:1/stream\"\n",
+        repo().join("models/demo").display(),
+        dir.path().join("state").display()
+    );
+    let daemon = cvedge::daemon::Daemon::start(cvedge::config::Config::parse(&text, "test").unwrap(), None).unwrap();
+    let addr = daemon.http_addr().unwrap();
+    // Each closed page is let go of within a few seconds; one that kept counting would leave
+    // every later page 503 for good.
+    for page in 0..4 {
+        drop(open_page(addr, page));
+    }
+    // One page held open fills the room: the next is told to close one or raise the [http] key
+    // (not a cvedge serve flag).
+    let held = open_page(addr, 4);
+    let full = get(addr, "/live/events");
+    let message = full.json()["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!(full.status, 503, "{}", full.text());
+    assert!(message.contains("larger [http] max_connections") && !message.contains("cvedge serve"), "{message}");
+    drop(held);
+    // A capture body over its limit is told the capture form, not /url's.
+    let large = post(addr, "/live/capture", "application/json", &vec![b' '; 100_000]);
+    assert_eq!(large.status, 413, "{}", large.text());
+    assert!(large.json()["message"].as_str().unwrap().contains(r#"{"camera": ..., "tag": ...}"#), "{}", large.text());
+    daemon.stop().unwrap();
+}
+
+#[test]
+fn the_http_tables_zero_workers_mean_one_per_core_and_zero_room_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |http: &str| {
+        let text = format!(
+            "model = \"{}\"\nstate_dir = \"{}\"\n[http]\naddr = \"127.0.0.1:0\"\n{http}\n[[camera]]\nname = \"door\"\nsource = \"synthetic\"\n",
+            repo().join("models/demo").display(),
+            dir.path().join("state").display()
+        );
+        cvedge::config::Config::parse(&text, "test").unwrap()
+    };
+    let every_core = config("workers = 0");
+    assert_eq!(cvedge::config::Config::serve_options(every_core.http.as_ref().unwrap()).workers, 0, "0: one per core, as for cvedge serve");
+    for key in ["queue", "max_connections"] {
+        let error = cvedge::daemon::Daemon::start(config(&format!("{key} = 0")), None).err().expect("0 leaves no room").to_string();
+        assert!(error.contains(&format!("[http] {key} is 0")) && error.contains(&format!("give [http] {key} 1 or more")), "{error}");
+    }
 }

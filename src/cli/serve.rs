@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::ValueEnum;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use cvedge::classifier::Classifier;
 use cvedge::daemon::worker::CurrentModel;
 use cvedge::serve::{ResponseFormat, ServeOptions, Server};
@@ -33,14 +33,8 @@ pub struct ServeArgs {
     allow_private_urls: bool,
     /// Prediction JSON: the container's (labels.txt order, 8 decimals) or the cloud's (sorted by
     /// probability, as `predict --json`).
-    #[arg(long, value_enum, default_value = "container")]
-    format: FormatArg,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Container,
-    Cloud,
+    #[arg(long, default_value = "container", value_parser = PossibleValuesParser::new(ResponseFormat::NAMES).try_map(|s| s.parse::<ResponseFormat>()))]
+    format: ResponseFormat,
 }
 
 pub fn serve(classifier: Classifier, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -52,10 +46,7 @@ pub fn serve(classifier: Classifier, args: ServeArgs) -> anyhow::Result<ExitCode
         max_connections: args.max_connections,
         api_key,
         allow_private_urls: args.allow_private_urls,
-        format: match args.format {
-            FormatArg::Container => ResponseFormat::Container,
-            FormatArg::Cloud => ResponseFormat::Cloud,
-        },
+        format: args.format,
         ..ServeOptions::default()
     };
     let model = format!("{} ({}, {} tags)", classifier.package.origin.display(), classifier.engine.name(), classifier.labels.len());

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::slot::LatestFrame;
+use crate::error::Error;
 use crate::sink::Sink;
 use crate::source::{self, SourceOptions, SourceSpec};
 
@@ -87,15 +88,10 @@ impl Capture {
                         break;
                     }
                 }
-                // `origin()`: the spec without any password in it. A source's own errors already
-                // begin with it; it is not said twice.
-                Err(e) => {
-                    let (origin, error) = (self.spec.origin(), e.to_string());
-                    match error.starts_with(&origin) {
-                        true => log::warn!("camera {}: cannot open {error}", self.name),
-                        false => log::warn!("camera {}: cannot open {origin}: {error}", self.name),
-                    }
-                }
+                // A source's own errors begin with where it is (without any password); others
+                // (an unreadable folder of a replay) get `origin()` in front.
+                Err(e @ Error::Source { .. }) => log::warn!("camera {}: cannot open {e}", self.name),
+                Err(e) => log::warn!("camera {}: cannot open {}: {e}", self.name, self.spec.origin()),
             }
             if online {
                 online = false;

@@ -74,43 +74,52 @@ fn one() -> u64 {
 /// Parses a message from [`crate::sink::mqtt::Publisher::commands`] (which passes only
 /// `{prefix}/{device}/command` and `{prefix}/{device}/{camera}/capture`).
 pub fn parse(topic: &str, payload: &[u8]) -> Result<Command, Refused> {
-    let refuse = |camera: Option<&str>, tag: Option<&str>, problem: String, expected| Refused {
-        topic: topic.to_string(),
-        camera: camera.map(str::to_string),
-        tag: tag.map(str::to_string),
-        problem,
-        expected,
-    };
     if let Some(camera) = topic.strip_suffix("/capture").and_then(|t| t.rsplit('/').next()).filter(|c| !c.is_empty()) {
-        let p: CapturePayload = serde_json::from_slice(payload).map_err(|e| {
-            let shown = String::from_utf8_lossy(&payload[..payload.len().min(80)]).into_owned();
-            refuse(Some(camera), None, format!("cannot read {shown:?} ({e})"), CAPTURE_FORM)
-        })?;
-        let tag = Some(p.tag.as_str());
-        if let Err(e) = check_tag(&p.tag) {
-            return Err(refuse(Some(camera), tag, format!("{:?} cannot be a tag: it must be one folder name ({e})", p.tag), CAPTURE_FORM));
-        }
-        if p.count == 0 {
-            return Err(refuse(Some(camera), tag, "count 0 captures nothing".into(), CAPTURE_FORM));
-        }
-        if !(p.interval_s >= 0.0 && p.interval_s <= 3600.0) {
-            return Err(refuse(Some(camera), tag, format!("interval_s {} is not 0 to 3600 seconds", p.interval_s), CAPTURE_FORM));
-        }
-        let count = if p.count > u64::from(MAX_CAPTURE_COUNT) {
-            log::warn!("{topic}: count {} capped at {MAX_CAPTURE_COUNT}; send another command for more", p.count);
-            MAX_CAPTURE_COUNT
-        } else {
-            p.count as u32
-        };
-        return Ok(Command::Capture {
-            camera: camera.to_string(),
-            request: CaptureRequest { tag: p.tag, count, interval: Duration::from_secs_f64(p.interval_s) },
-        });
+        let p: CapturePayload = serde_json::from_slice(payload).map_err(|e| cannot_read(topic, camera, payload, e))?;
+        let request = capture_request(topic, camera, p)?;
+        return Ok(Command::Capture { camera: camera.to_string(), request });
     }
     match payload.trim_ascii() {
         b"reload" => Ok(Command::Reload),
-        other => Err(refuse(None, None, format!("unknown command {:?}", String::from_utf8_lossy(&other[..other.len().min(80)])), "`reload`")),
+        other => Err(refuse(topic, None, None, format!("unknown command {:?}", String::from_utf8_lossy(&other[..other.len().min(80)])), "`reload`")),
     }
+}
+
+/// A capture request for `camera` that arrived as JSON parsed already (the live page's
+/// `POST /live/capture`, its `camera` taken out); `origin` names where it came from in messages.
+pub fn parse_capture(origin: &str, camera: &str, request: serde_json::Value) -> Result<CaptureRequest, Refused> {
+    let p = CapturePayload::deserialize(&request).map_err(|e| cannot_read(origin, camera, request.to_string().as_bytes(), e))?;
+    capture_request(origin, camera, p)
+}
+
+fn refuse(topic: &str, camera: Option<&str>, tag: Option<&str>, problem: String, expected: &'static str) -> Refused {
+    Refused { topic: topic.to_string(), camera: camera.map(str::to_string), tag: tag.map(str::to_string), problem, expected }
+}
+
+fn cannot_read(topic: &str, camera: &str, payload: &[u8], e: serde_json::Error) -> Refused {
+    let shown = String::from_utf8_lossy(&payload[..payload.len().min(80)]).into_owned();
+    refuse(topic, Some(camera), None, format!("cannot read {shown:?} ({e})"), CAPTURE_FORM)
+}
+
+/// Checks a capture payload: a tag that can be a folder, a count, an interval.
+fn capture_request(topic: &str, camera: &str, p: CapturePayload) -> Result<CaptureRequest, Refused> {
+    let tag = Some(p.tag.as_str());
+    if let Err(e) = check_tag(&p.tag) {
+        return Err(refuse(topic, Some(camera), tag, format!("{:?} cannot be a tag: it must be one folder name ({e})", p.tag), CAPTURE_FORM));
+    }
+    if p.count == 0 {
+        return Err(refuse(topic, Some(camera), tag, "count 0 captures nothing".into(), CAPTURE_FORM));
+    }
+    if !(p.interval_s >= 0.0 && p.interval_s <= 3600.0) {
+        return Err(refuse(topic, Some(camera), tag, format!("interval_s {} is not 0 to 3600 seconds", p.interval_s), CAPTURE_FORM));
+    }
+    let count = if p.count > u64::from(MAX_CAPTURE_COUNT) {
+        log::warn!("{topic}: count {} capped at {MAX_CAPTURE_COUNT}; send another command for more", p.count);
+        MAX_CAPTURE_COUNT
+    } else {
+        p.count as u32
+    };
+    Ok(CaptureRequest { tag: p.tag, count, interval: Duration::from_secs_f64(p.interval_s) })
 }
 
 #[cfg(test)]
@@ -136,6 +145,18 @@ mod tests {
         assert_eq!(capture(r#"{"tag": "cat"}"#), Ok(request("cat", 1, 0)));
         assert_eq!(capture(r#"{"tag": "Dr. Pepper", "count": 3, "interval_s": 0.5}"#), Ok(request("Dr. Pepper", 3, 500)));
         assert_eq!(capture(r#"{"tag": "cat", "count": 1000000}"#), Ok(request("cat", MAX_CAPTURE_COUNT, 0)));
+    }
+
+    #[test]
+    fn the_live_pages_parsed_json_is_checked_as_a_payload_is() {
+        let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        let Ok(Command::Capture { request: want, .. }) = capture(r#"{"tag": "cat", "count": 2}"#) else { panic!() };
+        assert_eq!(parse_capture("POST /live/capture", "door", json(r#"{"tag": "cat", "count": 2}"#)), Ok(want));
+        let refused = parse_capture("POST /live/capture", "door", json(r#"{"tag": "../x"}"#)).unwrap_err();
+        assert!(refused.to_string().starts_with("POST /live/capture: \"../x\" cannot be a tag"), "{refused}");
+        assert_eq!((refused.camera.as_deref(), refused.tag.as_deref()), (Some("door"), Some("../x")));
+        let refused = parse_capture("POST /live/capture", "door", json(r#"{"tag": "cat", "colour": 1}"#)).unwrap_err();
+        assert!(refused.problem.contains("unknown field `colour`"), "{refused}");
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! to a third thread, the camera's saver ([`saver`]), which writes frames asked for by a capture
 //! command or kept for review without ever holding up classification.
 //!
-//! The main thread waits for signals and MQTT commands ([`command`], parsed once and dispatched
-//! here): SIGINT/SIGTERM stop (workers drain, the publisher sends `stopped` and flushes its
+//! The main thread waits for signals and commands (MQTT's and the live page's, [`command`], parsed
+//! once and dispatched here): SIGINT/SIGTERM stop (workers drain, the publisher sends `stopped` and flushes its
 //! outbox), SIGHUP (or the `reload` command) re-reads the configuration: the model is swapped
 //! (the old one stays if the new one fails to load) and changed cameras are restarted; a capture
 //! command goes to its camera's saver. With systemd, readiness and watchdog pings are sent from
@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 use crate::classifier::{Classifier, LoadOptions};
 use crate::config::{CameraConfig, Config};
 use crate::error::{Error, Result};
-use crate::serve::live::{DaemonView, LiveBoard};
+use crate::spawn;
+use crate::serve::live::{DaemonView, LiveBoard, CAPTURE_ORIGIN};
 use crate::serve::Server;
 use crate::sink::mqtt::Publisher;
 use crate::sink::{JsonLines, Sink};
@@ -69,8 +70,12 @@ pub struct Daemon {
     published: Option<String>,
     last_poll: Instant,
     /// The `[http]` server and the capture commands its live page sends.
-    server: Option<Server>,
-    http_commands: Option<crossbeam_channel::Receiver<(String, Vec<u8>)>>,
+    http: Option<Http>,
+}
+
+struct Http {
+    server: Server,
+    commands: crossbeam_channel::Receiver<Command>,
 }
 
 /// One camera's threads and the switch that stops them.
@@ -133,10 +138,6 @@ fn load_model(config: &Config) -> Result<Classifier> {
     Ok(classifier)
 }
 
-fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name).spawn(body).map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))
-}
-
 impl Daemon {
     /// Loads the model, connects the publisher (in the background) and starts every camera.
     pub fn start(config: Config, config_path: Option<PathBuf>) -> Result<Daemon> {
@@ -153,14 +154,14 @@ impl Daemon {
             sinks.push(Box::new(JsonLines::new(std::io::stdout())));
         }
         let model = CurrentModel::new(classifier);
-        let (mut server, mut http_commands) = (None, None);
-        if let Some(http) = &config.http {
+        let mut http = None;
+        if let Some(options) = &config.http {
             let board = LiveBoard::new(config.cameras.iter().map(|c| c.name.as_str()));
             sinks.push(Box::new(board.clone()));
-            let (commands, received) = crossbeam_channel::bounded(16);
-            let view = DaemonView { board, publisher: publisher.clone(), commands };
-            server = Some(Server::start_with(model.clone(), Config::serve_options(http), Some(view))?);
-            http_commands = Some(received);
+            let (sender, commands) = crossbeam_channel::bounded(16);
+            let view = DaemonView { board, publisher: publisher.clone(), commands: sender };
+            let server = Server::start_with(model.clone(), Config::serve_options(options), Some(view))?;
+            http = Some(Http { server, commands });
         }
         let mut daemon = Daemon {
             model,
@@ -173,8 +174,7 @@ impl Daemon {
             hangup: Arc::new(AtomicBool::new(false)),
             published: crate::iteration::published_id(&config.model),
             last_poll: Instant::now(),
-            server,
-            http_commands,
+            http,
             config_path,
             config,
         };
@@ -349,27 +349,28 @@ impl Daemon {
         self.hangup.clone()
     }
 
-    /// Carries out one MQTT command; returns whether it asks for a reload (done by the caller,
-    /// once however many arrived). Refusals are logged, counted and, for a known camera's
-    /// capture, reported on its result topic.
-    fn command(&self, topic: &str, payload: &[u8]) -> bool {
-        match command::parse(topic, payload) {
-            Ok(Command::Reload) => return true,
-            Ok(Command::Capture { camera, request }) => match self.cameras.iter().find(|c| c.config.name == camera) {
+    /// Carries out one parsed command (`origin`: the MQTT topic or the live page's route, for
+    /// messages); returns whether it asks for a reload (done by the caller, once however many
+    /// arrived).
+    fn execute(&self, command: Command, origin: &str) -> bool {
+        match command {
+            Command::Reload => return true,
+            Command::Capture { camera, request } => match self.cameras.iter().find(|c| c.config.name == camera) {
                 Some(running) => running.saver.capture(request),
                 None => self.refuse(Refused {
                     problem: format!("there is no camera '{camera}'"),
-                    topic: topic.to_string(),
+                    topic: origin.to_string(),
                     camera: Some(camera),
                     tag: Some(request.tag),
                     expected: "the capture to one of this device's cameras",
                 }),
             },
-            Err(refused) => self.refuse(refused),
         }
         false
     }
 
+    /// A command that cannot be carried out: logged, counted and, for a known camera's capture,
+    /// reported on its result topic.
     fn refuse(&self, refused: Refused) {
         self.counters.refused_commands.fetch_add(1, Ordering::Relaxed);
         let known = refused.camera.as_deref().filter(|c| self.cameras.iter().any(|r| r.config.name == *c));
@@ -392,15 +393,15 @@ impl Daemon {
 
     /// Where the `[http]` server listens, if there is one.
     pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        self.server.as_ref().map(Server::local_addr)
+        self.http.as_ref().map(|http| http.server.local_addr())
     }
 
     /// Stops the HTTP server (requests being answered finish), the cameras, then the publisher
     /// (`stopped`, outbox flushed within a timeout).
     pub fn stop(mut self) -> Result<()> {
         self.shutdown.store(true, Ordering::Relaxed);
-        if let Some(server) = self.server.take() {
-            server.stop();
+        if let Some(http) = self.http.take() {
+            http.server.stop();
         }
         for running in self.cameras {
             let name = running.config.name.clone();
@@ -442,14 +443,23 @@ impl Daemon {
         if sd_notify::watchdog_enabled(false, &mut usec) {
             watchdog = Some(Duration::from_micros(usec) / 2);
         }
-        let commands = self.publisher.as_ref().map(|p| p.commands());
+        let mqtt_commands = self.publisher.as_ref().map(|p| p.commands());
+        let http_commands = self.http.as_ref().map(|http| http.commands.clone());
         let mut last_ping = Instant::now();
         while !self.shutdown.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
             let mut reload_asked = self.hangup.swap(false, Ordering::Relaxed);
-            let http = self.http_commands.as_ref().map(|rx| rx.try_iter().collect::<Vec<_>>()).unwrap_or_default();
-            for (topic, payload) in commands.iter().flat_map(|rx| rx.try_iter()).chain(http) {
-                reload_asked |= self.command(&topic, &payload);
+            // MQTT's are parsed here; the live page's were when they were posted.
+            let mqtt = mqtt_commands.iter().flat_map(|rx| rx.try_iter()).map(|(topic, payload)| command::parse(&topic, &payload).map(|c| (c, topic)));
+            let http = http_commands.iter().flat_map(|rx| rx.try_iter()).map(|c| Ok((c, CAPTURE_ORIGIN.to_string())));
+            for command in mqtt.chain(http) {
+                reload_asked |= match command {
+                    Ok((command, origin)) => self.execute(command, &origin),
+                    Err(refused) => {
+                        self.refuse(refused);
+                        false
+                    }
+                };
             }
             if reload_asked {
                 if let Err(e) = self.reload() {

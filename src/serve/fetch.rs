@@ -144,18 +144,9 @@ impl Fetcher {
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
         self.tls
             .get_or_init(|| {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                if roots.is_empty() {
-                    return Err("this device has no CA certificates for https (install the ca-certificates package)".to_string());
-                }
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| e.to_string())?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                Ok(Arc::new(config))
+                let roots = crate::tls::system_roots()
+                    .ok_or_else(|| "this device has no CA certificates for https (install the ca-certificates package)".to_string())?;
+                Ok(Arc::new(crate::tls::client(roots).map_err(|e| e.to_string())?.with_no_client_auth()))
             })
             .clone()
     }

@@ -5,7 +5,7 @@
 //! uses (`source::http`), with its line and header-count limits.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -196,7 +196,6 @@ fn http_date(at: SystemTime) -> String {
 pub struct Conn {
     reader: BufReader<DeadlineStream>,
     writer: TcpStream,
-    pub peer: Option<SocketAddr>,
     /// How long a request may take once it started ([`REQUEST_TIME`] unless set).
     pub request_time: Duration,
 }
@@ -204,10 +203,9 @@ pub struct Conn {
 impl Conn {
     pub fn new(stream: TcpStream, write_timeout: Duration) -> io::Result<Conn> {
         stream.set_write_timeout(Some(write_timeout))?;
-        let peer = stream.peer_addr().ok();
         let writer = stream.try_clone()?;
         let reader = BufReader::new(DeadlineStream::new(stream, Instant::now() + REQUEST_TIME));
-        Ok(Conn { reader, writer, peer, request_time: REQUEST_TIME })
+        Ok(Conn { reader, writer, request_time: REQUEST_TIME })
     }
 
     /// Waits up to `idle` for the next request to start (giving up early when `stop` is set), then
@@ -267,6 +265,21 @@ impl Conn {
             http_date(SystemTime::now())
         );
         self.writer.write_all(head.as_bytes())
+    }
+
+    /// Whether the client closed the connection, looked at without waiting: for a response that is
+    /// streamed to a client that sends nothing more (anything it does send is dropped).
+    pub fn peer_closed(&mut self) -> bool {
+        self.reader.get_mut().set_deadline(Instant::now() + Duration::from_millis(1));
+        match self.reader.fill_buf() {
+            Ok([]) => true,
+            Ok(data) => {
+                let n = data.len();
+                self.reader.consume(n);
+                false
+            }
+            Err(e) => !(timed_out(&e) || e.kind() == io::ErrorKind::Interrupted),
+        }
     }
 
     pub fn writer(&mut self) -> &mut TcpStream {

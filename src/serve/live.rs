@@ -2,17 +2,21 @@
 //! that every camera's classification thread feeds, and pushed to the live page as server-sent
 //! events. The board also counts what `/metrics` reports per camera.
 //!
-//! The page (`live.html`, embedded) loads `/live/state` once, then follows `/live/events`; each
-//! prediction event makes it fetch the camera's latest frame from `/live/frame/{camera}` (at most
-//! a few times a second). Its capture button posts `/live/capture`, which becomes the same capture
-//! command MQTT carries (`{camera}/capture`), so frames are saved, counted and reported exactly as
-//! for MQTT (the result comes back as an event).
+//! The page (`live.html`, embedded) loads `/live/state` (what `/health` says) once, then follows
+//! `/live/events`; each prediction event makes it fetch the camera's latest frame from
+//! `/live/frame/{camera}` (at most a few times a second). Its capture button posts
+//! `/live/capture`, which becomes the same capture command MQTT carries (`{camera}/capture`), so
+//! frames are saved, counted and reported exactly as for MQTT (the result comes back as an event).
+//!
+//! Nobody watching costs the cameras little: events are built only while a page follows them, and
+//! frames are kept a few times a second only while a page is open or `/live/frame` was asked for
+//! lately (otherwise one every few seconds, so the first request has a recent frame).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -20,6 +24,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use super::http::{Conn, Response};
 use super::metrics::{family, label, Histogram};
 use super::routes::ApiError;
+use crate::daemon::command::{self, Command};
 use crate::sink::mqtt::Publisher;
 use crate::sink::{Outcome, Sink};
 use crate::source::{Frame, Pixels};
@@ -29,16 +34,23 @@ pub const PAGE: &str = include_str!("live.html");
 /// Frames kept for the page at most this often per camera (a 30 fps camera need not be copied 30
 /// times a second for a page that shows a few).
 const FRAME_EVERY: Duration = Duration::from_millis(200);
+/// While no page is open and `/live/frame` was not asked for within [`WATCH_FOR`]: frames are
+/// kept this seldom, so a first request gets a frame at most this old.
+const IDLE_FRAME_EVERY: Duration = Duration::from_secs(5);
+const WATCH_FOR: Duration = Duration::from_secs(30);
 /// Events a slow page may fall behind by before it misses some (it catches up at the next one).
 const EVENT_BACKLOG: usize = 32;
 
+/// Where the live page's capture commands come from, in the daemon's messages.
+pub const CAPTURE_ORIGIN: &str = "POST /live/capture";
+
 /// What the daemon hands its HTTP server: the board, the MQTT publisher (for its outbox figures)
-/// and where capture commands go (the daemon's command loop, as MQTT's do).
+/// and where capture commands go (the daemon's command loop, as MQTT's do, parsed already).
 #[derive(Clone)]
 pub struct DaemonView {
     pub board: LiveBoard,
     pub publisher: Option<Publisher>,
-    pub commands: Sender<(String, Vec<u8>)>,
+    pub commands: Sender<Command>,
 }
 
 /// The latest frame of a camera, as it came (JPEG or PNG bytes) or as decoded pixels.
@@ -91,11 +103,32 @@ impl CameraView {
     }
 }
 
+/// Who watches: the open pages' event streams, and when a frame was last asked for.
+#[derive(Default)]
+struct Watchers {
+    next_id: u64,
+    pages: Vec<(u64, Sender<String>)>,
+    frame_asked: Option<Instant>,
+}
+
 /// The cameras' live state; clones share it.
 #[derive(Clone, Default)]
 pub struct LiveBoard {
     cameras: Arc<Mutex<BTreeMap<String, CameraView>>>,
-    subscribers: Arc<Mutex<Vec<Sender<String>>>>,
+    watchers: Arc<Mutex<Watchers>>,
+}
+
+/// A page's event stream; dropping it (however the stream ends) stops counting the page.
+pub struct Subscription {
+    board: LiveBoard,
+    id: u64,
+    pub events: Receiver<String>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.board.watchers().pages.retain(|(id, _)| *id != self.id);
+    }
 }
 
 impl LiveBoard {
@@ -108,8 +141,12 @@ impl LiveBoard {
         board
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, CameraView>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, CameraView>> {
         self.cameras.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn watchers(&self) -> MutexGuard<'_, Watchers> {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn has_camera(&self, camera: &str) -> bool {
@@ -121,32 +158,52 @@ impl LiveBoard {
         serde_json::Value::Array(self.lock().iter().map(|(name, view)| view.json(name)).collect())
     }
 
+    /// The camera's latest kept frame; asking makes the board keep frames often for a while.
     pub fn snapshot(&self, camera: &str) -> Option<Snapshot> {
+        self.watchers().frame_asked = Some(Instant::now());
         self.lock().get(camera).and_then(|v| v.snapshot.as_ref().map(|(s, _)| s.clone()))
     }
 
     /// A new page's event stream.
-    pub fn subscribe(&self) -> Receiver<String> {
-        let (tx, rx) = bounded(EVENT_BACKLOG);
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
-        rx
+    pub fn subscribe(&self) -> Subscription {
+        let (tx, events) = bounded(EVENT_BACKLOG);
+        let mut watchers = self.watchers();
+        let id = watchers.next_id;
+        watchers.next_id += 1;
+        watchers.pages.push((id, tx));
+        Subscription { board: self.clone(), id, events }
     }
 
+    /// Pages following the events now.
     pub fn subscribers(&self) -> usize {
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.watchers().pages.len()
+    }
+
+    /// A page is open, or a frame was asked for lately.
+    fn watched(&self) -> bool {
+        let watchers = self.watchers();
+        !watchers.pages.is_empty() || watchers.frame_asked.is_some_and(|at| at.elapsed() < WATCH_FOR)
     }
 
     /// Sends an event to every page; a page that fell behind misses it, a closed one is forgotten.
     fn broadcast(&self, event: serde_json::Value) {
         let text = event.to_string();
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).retain(|tx| !matches!(tx.try_send(text.clone()), Err(TrySendError::Disconnected(_))));
+        self.watchers().pages.retain(|(_, tx)| !matches!(tx.try_send(text.clone()), Err(TrySendError::Disconnected(_))));
     }
 
-    fn update(&self, camera: &str, change: impl FnOnce(&mut CameraView)) -> serde_json::Value {
-        let mut cameras = self.lock();
-        let view = cameras.entry(camera.to_string()).or_default();
-        change(view);
-        view.json(camera)
+    /// Applies `change` to the camera's view, then tells the open pages (when there are any) as an
+    /// event of `kind`.
+    fn update(&self, camera: &str, kind: &str, change: impl FnOnce(&mut CameraView)) {
+        let state = {
+            let mut cameras = self.lock();
+            let view = view_of(&mut cameras, camera);
+            change(view);
+            // Checked under the cameras' lock: a page subscribing now reads the state after this.
+            (!self.watchers().pages.is_empty()).then(|| view.json(camera))
+        };
+        if let Some(state) = state {
+            self.broadcast(serde_json::json!({"type": kind, "state": state}));
+        }
     }
 
     /// Per-camera samples for `/metrics`.
@@ -170,6 +227,14 @@ impl LiveBoard {
     }
 }
 
+/// A camera's view, created for one the board did not know (a camera added by a reload).
+fn view_of<'a>(cameras: &'a mut BTreeMap<String, CameraView>, camera: &str) -> &'a mut CameraView {
+    if !cameras.contains_key(camera) {
+        cameras.insert(camera.to_string(), CameraView::default());
+    }
+    cameras.get_mut(camera).expect("inserted above")
+}
+
 impl Sink for LiveBoard {
     fn publish(&self, outcome: &Outcome<'_>) -> std::io::Result<()> {
         let Some(camera) = outcome.camera else { return Ok(()) };
@@ -184,7 +249,7 @@ impl Sink for LiveBoard {
             "top": top,
             "detected": outcome.detected,
         });
-        let state = self.update(camera, |view| {
+        self.update(camera, "prediction", |view| {
             view.frames += 1;
             view.skipped += response.skipped.unwrap_or(0);
             view.online = Some(true);
@@ -193,27 +258,25 @@ impl Sink for LiveBoard {
             }
             view.latest = Some(latest);
         });
-        self.broadcast(serde_json::json!({"type": "prediction", "state": state}));
         Ok(())
     }
 
     fn camera_status(&self, camera: &str, online: bool) -> std::io::Result<()> {
-        let state = self.update(camera, |view| view.online = Some(online));
-        self.broadcast(serde_json::json!({"type": "status", "state": state}));
+        self.update(camera, "status", |view| view.online = Some(online));
         Ok(())
     }
 
     fn capture_result(&self, camera: &str, report: &[u8]) -> std::io::Result<()> {
         let report: serde_json::Value = serde_json::from_slice(report).unwrap_or(serde_json::Value::Null);
-        let state = self.update(camera, |view| view.capture = Some(report));
-        self.broadcast(serde_json::json!({"type": "capture", "state": state}));
+        self.update(camera, "capture", |view| view.capture = Some(report));
         Ok(())
     }
 
     fn frame(&self, camera: &str, frame: &Frame) {
+        let every = if self.watched() { FRAME_EVERY } else { IDLE_FRAME_EVERY };
         let mut cameras = self.lock();
-        let view = cameras.entry(camera.to_string()).or_default();
-        if view.snapshot.as_ref().is_some_and(|(_, at)| at.elapsed() < FRAME_EVERY) {
+        let view = view_of(&mut cameras, camera);
+        if view.snapshot.as_ref().is_some_and(|(_, at)| at.elapsed() < every) {
             return;
         }
         let snapshot = match &frame.pixels {
@@ -222,20 +285,6 @@ impl Sink for LiveBoard {
         };
         view.snapshot = Some((snapshot, Instant::now()));
     }
-}
-
-/// `GET /live/state`: the model and every camera, for the page's first paint.
-pub fn state(view: &DaemonView, model: &crate::classifier::Classifier) -> Response {
-    Response::json(
-        200,
-        &serde_json::json!({
-            "model": model.package.origin.display().to_string(),
-            "engine": model.engine.name(),
-            "iteration": model.iteration_id,
-            "tags": model.labels,
-            "cameras": view.board.cameras_json(),
-        }),
-    )
 }
 
 /// `GET /live/frame/{camera}`: the camera's latest classified frame.
@@ -264,29 +313,26 @@ pub fn capture(view: &DaemonView, body: &[u8]) -> Result<Response, ApiError> {
     if !view.board.has_camera(&camera) {
         return Err(ApiError::new(404, "NotFound", format!("there is no camera '{camera}'; capture from one the page lists")));
     }
-    let topic = format!("http/{camera}/capture");
-    let payload = serde_json::to_vec(&request).unwrap_or_default();
-    // Parsed here too, so a bad request is answered now rather than only logged by the daemon.
-    let command = crate::daemon::command::parse(&topic, &payload).map_err(|refused| {
-        ApiError::bad_request(format!("{}; send {form}", refused.problem))
-    })?;
-    let crate::daemon::command::Command::Capture { request, .. } = command else {
-        return Err(ApiError::bad_request(format!("send {form}")));
-    };
-    view.commands.try_send((topic, payload)).map_err(|_| {
+    // Parsed here, so a bad request is answered now rather than only logged by the daemon.
+    let request = command::parse_capture(CAPTURE_ORIGIN, &camera, serde_json::Value::Object(request))
+        .map_err(|refused| ApiError::bad_request(format!("{}; send {form}", refused.problem)))?;
+    let answer = serde_json::json!({"status": "queued", "camera": camera, "tag": request.tag, "count": request.count});
+    view.commands.try_send(Command::Capture { camera, request }).map_err(|_| {
         let mut error = ApiError::new(503, "ServiceUnavailable", "the daemon has capture commands waiting; retry in a second");
         error.headers.push(("Retry-After", "1".into()));
         error
     })?;
-    Ok(Response::json(202, &serde_json::json!({"status": "queued", "camera": camera, "tag": request.tag, "count": request.count})))
+    Ok(Response::json(202, &answer))
 }
 
 /// `GET /live/events`: server-sent events until the page goes away or the server stops; every
 /// camera's state first, then each change as it happens, and a comment line every 15 s so
-/// proxies keep the connection open.
+/// proxies keep the connection open. A page that closed is noticed within a second, events or
+/// not, and stops counting against the open pages' limit.
 pub fn stream(conn: &mut Conn, view: &DaemonView, stop: &AtomicBool) {
     const PING: Duration = Duration::from_secs(15);
-    let events = view.board.subscribe();
+    let subscription = view.board.subscribe();
+    let events = &subscription.events;
     if conn.start_stream("text/event-stream").is_err() {
         return;
     }
@@ -310,6 +356,9 @@ pub fn stream(conn: &mut Conn, view: &DaemonView, stop: &AtomicBool) {
             Ok(event) => out += &format!("data: {event}\n\n"),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        if conn.peer_closed() {
+            return;
         }
     }
 }

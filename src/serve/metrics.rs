@@ -25,10 +25,6 @@ impl Histogram {
         self.sum_micros.fetch_add((seconds.max(0.0) * 1e6) as u64, Ordering::Relaxed);
     }
 
-    pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-
     /// `name_bucket{labels,le=...}` lines (cumulative), then `_sum` and `_count`.
     pub fn write(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
@@ -62,25 +58,23 @@ pub struct HttpMetrics {
     /// From an image's arrival (body read or URL fetched) to its probabilities: queue, decode,
     /// inference.
     pub prediction: Histogram,
-    /// Requests answered 503 because the queue or the connections were full.
-    pub rejected: AtomicU64,
 }
 
 impl HttpMetrics {
     pub fn request(&self, route: &'static str, status: u16) {
         *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((route, status)).or_default() += 1;
-        if status == 503 {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     pub fn write(&self, out: &mut String) {
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         family(out, "cvedge_http_requests_total", "counter", "HTTP requests answered, by route and status code.");
-        for ((route, code), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((route, code), n) in requests.iter() {
             let _ = writeln!(out, "cvedge_http_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}");
         }
+        // The requests answered 503, counted from the requests above.
+        let rejected: u64 = requests.iter().filter(|((_, code), _)| *code == 503).map(|(_, n)| n).sum();
         family(out, "cvedge_http_rejected_total", "counter", "Requests answered 503 because every worker and queue place (or connection) was taken.");
-        let _ = writeln!(out, "cvedge_http_rejected_total {}", self.rejected.load(Ordering::Relaxed));
+        let _ = writeln!(out, "cvedge_http_rejected_total {rejected}");
         family(out, "cvedge_http_prediction_seconds", "histogram", "Time from a posted image's arrival to its probabilities (queue, decode, inference).");
         self.prediction.write(out, "cvedge_http_prediction_seconds", "");
     }
@@ -105,5 +99,17 @@ mod tests {
         assert!(out.contains("x_seconds_count{camera=\"door\"} 4\n"), "{out}");
         assert!(out.contains("x_seconds_sum{camera=\"door\"} 30.041\n"), "{out}");
         assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
+    }
+
+    #[test]
+    fn rejected_counts_every_503() {
+        let metrics = HttpMetrics::default();
+        for (route, status) in [("image", 503), ("image", 200), ("none", 503), ("image", 503), ("url", 400)] {
+            metrics.request(route, status);
+        }
+        let mut out = String::new();
+        metrics.write(&mut out);
+        assert!(out.contains("\ncvedge_http_rejected_total 3\n"), "{out}");
+        assert!(out.contains("cvedge_http_requests_total{route=\"image\",code=\"503\"} 2\n"), "{out}");
     }
 }

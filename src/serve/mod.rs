@@ -43,6 +43,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::daemon::worker::CurrentModel;
 use crate::error::{Error, Result};
+use crate::spawn;
 use crate::prediction::{ContainerResponse, PredictionResponse};
 use fetch::{FetchError, FetchLimits, Fetcher};
 use http::{Conn, ReadError, Request, Response};
@@ -78,15 +79,61 @@ pub enum ResponseFormat {
     Cloud,
 }
 
+impl ResponseFormat {
+    /// What `--format` and `[http] format` accept.
+    pub const NAMES: [&'static str; 2] = ["container", "cloud"];
+}
+
+impl std::str::FromStr for ResponseFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "container" => Ok(ResponseFormat::Container),
+            "cloud" => Ok(ResponseFormat::Cloud),
+            _ => Err(format!("'{s}' is not a format: use container (the container export's JSON) or cloud (the cloud's, as predict --json)")),
+        }
+    }
+}
+
+/// Where a server's options were given, so that the fixes its messages suggest name them as the
+/// user wrote them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OptionsFrom {
+    /// `cvedge serve`'s flags (`--workers`, `--api-key`...).
+    #[default]
+    ServeFlags,
+    /// `cvedge run`'s `[http]` table (`workers`, `api_key`...).
+    HttpTable,
+}
+
+impl OptionsFrom {
+    /// How the user sets option `key` (`max_connections`): `--max-connections` or
+    /// `[http] max_connections`.
+    fn name(self, key: &str) -> String {
+        match self {
+            OptionsFrom::ServeFlags => format!("--{}", key.replace('_', "-")),
+            OptionsFrom::HttpTable => format!("[http] {key}"),
+        }
+    }
+
+    /// The command the options were given to.
+    fn program(self) -> &'static str {
+        match self {
+            OptionsFrom::ServeFlags => "cvedge serve",
+            OptionsFrom::HttpTable => "cvedge run",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// `HOST:PORT` to listen on.
     pub addr: String,
     /// Inference threads; 0 = one per core.
     pub workers: usize,
-    /// Images waiting for a worker before new ones are answered 503.
+    /// Images waiting for a worker before new ones are answered 503 (at least 1).
     pub queue: usize,
-    /// Connections served at once (each holds at most one request body).
+    /// Connections served at once (each holds at most one request body; at least 1).
     pub max_connections: usize,
     /// When set, prediction requests must carry it in `Prediction-Key`.
     pub api_key: Option<String>,
@@ -96,6 +143,8 @@ pub struct ServeOptions {
     /// `/url` download limits.
     pub url_timeout: Duration,
     pub url_max_redirects: usize,
+    /// How messages name these options.
+    pub from: OptionsFrom,
 }
 
 impl Default for ServeOptions {
@@ -110,6 +159,7 @@ impl Default for ServeOptions {
             format: ResponseFormat::Container,
             url_timeout: Duration::from_secs(10),
             url_max_redirects: 3,
+            from: OptionsFrom::ServeFlags,
         }
     }
 }
@@ -126,6 +176,31 @@ struct Shared {
     started: Instant,
     /// `cvedge run`'s cameras and commands; `None` for `cvedge serve`.
     daemon: Option<DaemonView>,
+    fixes: Fixes,
+}
+
+/// What a refused client is told to do, worded for where the options came from.
+struct Fixes {
+    /// Every worker busy and the queue full.
+    workers: String,
+    /// Every connection in use.
+    connections: String,
+    /// As many live pages as the server follows.
+    live_pages: String,
+    /// A missing or wrong key.
+    api_key: String,
+}
+
+impl Fixes {
+    fn new(from: OptionsFrom) -> Fixes {
+        let (name, program) = (|key| from.name(key), from.program());
+        Fixes {
+            workers: format!("retry in a second, or start {program} with more {} or a longer {}", name("workers"), name("queue")),
+            connections: format!("retry in a second, or start {program} with a larger {}", name("max_connections")),
+            live_pages: format!("close another live page, or start {program} with a larger {} (half of the connections may be live pages)", name("max_connections")),
+            api_key: format!("send the key {program} was started with ({})", name("api_key")),
+        }
+    }
 }
 
 /// A running server; [`Server::stop`] (or dropping it) stops it.
@@ -134,10 +209,6 @@ pub struct Server {
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
     threads: Vec<JoinHandle<()>>,
-}
-
-fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name).spawn(body).map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))
 }
 
 impl Server {
@@ -151,6 +222,12 @@ impl Server {
     /// metrics and the capture button.
     pub fn start_with(model: CurrentModel, options: ServeOptions, daemon: Option<DaemonView>) -> Result<Server> {
         let serve_error = |problem: String, fix: &str| Error::Serve { problem, fix: fix.to_string() };
+        let name = |key| options.from.name(key);
+        for (key, value) in [("queue", options.queue), ("max_connections", options.max_connections)] {
+            if value == 0 {
+                return Err(serve_error(format!("{} is 0, which leaves no room for a request", name(key)), &format!("give {} 1 or more", name(key))));
+            }
+        }
         let addr = options
             .addr
             .to_socket_addrs()
@@ -159,15 +236,17 @@ impl Server {
             .ok_or_else(|| serve_error(format!("'{}' is not an address to listen on", options.addr), "give HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"))?;
         let listener = TcpListener::bind(addr).map_err(|e| {
             let fix = match e.kind() {
-                std::io::ErrorKind::PermissionDenied => "use a port above 1023 (e.g. --addr 0.0.0.0:8080), or give cvedge the CAP_NET_BIND_SERVICE capability for port 80",
-                std::io::ErrorKind::AddrInUse => "stop what listens there (the Custom Vision container?) or choose another port",
-                _ => "choose an address of this machine, e.g. 127.0.0.1:8080",
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("use a port above 1023 (e.g. {} 0.0.0.0:8080), or give cvedge the CAP_NET_BIND_SERVICE capability for port 80", name("addr"))
+                }
+                std::io::ErrorKind::AddrInUse => "stop what listens there (the Custom Vision container?) or choose another port".to_string(),
+                _ => "choose an address of this machine, e.g. 127.0.0.1:8080".to_string(),
             };
-            serve_error(format!("cannot listen on {addr} ({e})"), fix)
+            serve_error(format!("cannot listen on {addr} ({e})"), &fix)
         })?;
         let addr = listener.local_addr().map_err(|e| serve_error(format!("cannot listen on {addr} ({e})"), "choose another address"))?;
         if options.api_key.is_none() && !addr.ip().is_loopback() {
-            log::warn!("listening on {addr} without an API key: anyone who can reach this address can use the model (set --api-key)");
+            log::warn!("listening on {addr} without an API key: anyone who can reach this address can use the model (set {})", name("api_key"));
         }
         let workers = match options.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -179,8 +258,9 @@ impl Server {
             timeout: options.url_timeout,
             max_redirects: options.url_max_redirects,
         };
-        let pool = Pool::start(model.clone(), workers, options.queue.max(1))?;
-        let max_connections = options.max_connections.max(1);
+        let pool = Pool::start(model.clone(), workers, options.queue)?;
+        let max_connections = options.max_connections;
+        let fixes = Fixes::new(options.from);
         let shared = Arc::new(Shared {
             options,
             model,
@@ -191,6 +271,7 @@ impl Server {
             metrics: HttpMetrics::default(),
             started: Instant::now(),
             daemon,
+            fixes,
         });
         let (connections, accepted) = bounded::<TcpStream>(max_connections);
         let (rejects, rejected) = bounded::<TcpStream>(REJECT_BACKLOG);
@@ -279,7 +360,7 @@ fn reject_all(rejected: Receiver<TcpStream>, shared: &Shared) {
         let Ok(mut conn) = Conn::new(stream, Duration::from_secs(1)) else { continue };
         conn.request_time = Duration::from_secs(1);
         if let Ok(request) = conn.next_request(Duration::from_secs(1), &shared.stop) {
-            let error = busy(format!("all {} connections are in use", shared.options.max_connections.max(1)));
+            let error = busy(format!("all {} connections are in use", shared.options.max_connections), &shared.fixes.connections);
             shared.metrics.request("none", 503);
             let _ = conn.respond(&error.response(), false, request.method == "HEAD");
         }
@@ -287,8 +368,8 @@ fn reject_all(rejected: Receiver<TcpStream>, shared: &Shared) {
     }
 }
 
-fn busy(what: String) -> ApiError {
-    let mut error = ApiError::new(503, "ServiceUnavailable", format!("{what}; retry in a second, or start cvedge serve with more --workers or a longer --queue"));
+fn busy(what: String, fix: &str) -> ApiError {
+    let mut error = ApiError::new(503, "ServiceUnavailable", format!("{what}; {fix}"));
     error.headers.push(("Retry-After", "1".into()));
     error
 }
@@ -303,7 +384,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             Ok(request) => request,
             Err(ReadError::Closed) => return,
             Err(e) => {
-                let _ = conn.respond(&read_error(e, MAX_IMAGE_BYTES).response(), false, false);
+                let _ = conn.respond(&read_error(e, MAX_IMAGE_BYTES, IMAGE_FIX).response(), false, false);
                 return conn.close_lingering();
             }
         };
@@ -328,11 +409,16 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     }
 }
 
-fn read_error(e: ReadError, limit: usize) -> ApiError {
+/// What a body over its route's limit is told to send instead.
+const IMAGE_FIX: &str = "send an image of at most 4 MB";
+const URL_FIX: &str = "send a small JSON object {\"url\": ...}";
+const CAPTURE_FIX: &str = "send a small JSON object {\"camera\": ..., \"tag\": ...}";
+
+/// The answer to a request that could not be read; `fix`: what a body over `limit` should be.
+fn read_error(e: ReadError, limit: usize, fix: &str) -> ApiError {
     match e {
         ReadError::TooLarge(size) => {
             let size = size.map_or("larger".to_string(), |n| format!("{n} bytes,"));
-            let fix = if limit == MAX_IMAGE_BYTES { "send an image of at most 4 MB" } else { "send a small JSON object {\"url\": ...}" };
             ApiError::new(413, "BadRequestImageSizeBytes", format!("the request body is {size} more than the {limit} bytes allowed; {fix}"))
         }
         ReadError::TimedOut => {
@@ -356,7 +442,7 @@ fn handle(conn: &mut Conn, request: &Request, shared: &Shared) -> (Option<Respon
         // A browser cannot add a header to an <img> or an EventSource: the live page passes the
         // key in its address.
         let query_key = if route.is_live() { request.query_param("key") } else { None };
-        if let Err(error) = authorize(request, query_key.as_deref(), shared.options.api_key.as_deref()) {
+        if let Err(error) = authorize(request, query_key.as_deref(), shared.options.api_key.as_deref(), &shared.fixes.api_key) {
             return refuse(error);
         }
     }
@@ -367,32 +453,33 @@ fn handle(conn: &mut Conn, request: &Request, shared: &Shared) -> (Option<Respon
             return refuse(ApiError::new(404, "NotFound", "the live page is part of `cvedge run` with an [http] table; `cvedge serve` has the prediction API only"))
         }
     };
-    let (limit, body) = match (route, view) {
+    let (limit, fix, body) = match (route, view) {
         (Route::Index, _) => return (Some(Response::text(200, "text/html; charset=utf-8", INDEX_TEXT)), false, name),
         (Route::Health, _) => return (Some(Response::json(200, &health(shared))), false, name),
         (Route::Metrics, _) => return (Some(Response::text(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(shared))), false, name),
         (Route::Live, Some(_)) => return (Some(Response::text(200, "text/html; charset=utf-8", live::PAGE)), false, name),
-        (Route::LiveState, Some(view)) => return (Some(live::state(view, &shared.model.get())), false, name),
+        // What the page reads first: the model, its tags and every camera, as /health says them.
+        (Route::LiveState, Some(_)) => return (Some(Response::json(200, &health(shared))), false, name),
         (Route::LiveFrame, Some(view)) => {
             let camera = http::percent_decode(request.path.rsplit('/').next().unwrap_or(""));
             return (Some(live::frame(view, &camera).unwrap_or_else(|e| e.response())), false, name);
         }
         (Route::LiveEvents, Some(view)) => {
             if view.board.subscribers() >= (shared.options.max_connections / 2).max(1) {
-                return refuse(busy("as many live pages are open as this server follows".into()));
+                return refuse(busy("as many live pages are open as this server follows".into(), &shared.fixes.live_pages));
             }
             live::stream(conn, view, &shared.stop);
             return (None, false, name);
         }
-        (Route::LiveCapture, _) => (MAX_URL_BODY, conn.read_body(request, MAX_URL_BODY)),
-        (Route::Image, _) => (MAX_IMAGE_BYTES, conn.read_body(request, MAX_IMAGE_BYTES)),
-        (Route::Url, _) => (MAX_URL_BODY, conn.read_body(request, MAX_URL_BODY)),
+        (Route::LiveCapture, _) => (MAX_URL_BODY, CAPTURE_FIX, conn.read_body(request, MAX_URL_BODY)),
+        (Route::Image, _) => (MAX_IMAGE_BYTES, IMAGE_FIX, conn.read_body(request, MAX_IMAGE_BYTES)),
+        (Route::Url, _) => (MAX_URL_BODY, URL_FIX, conn.read_body(request, MAX_URL_BODY)),
         (_, None) => unreachable!("live routes without a daemon were answered above"),
     };
     let body = match body {
         Ok(body) => body,
         Err(ReadError::Closed) => return refuse(ApiError::bad_request("the connection closed")),
-        Err(e) => return refuse(read_error(e, limit)),
+        Err(e) => return refuse(read_error(e, limit, fix)),
     };
     let result = match (route, view) {
         (Route::LiveCapture, Some(view)) => live::capture(view, &body),
@@ -467,7 +554,7 @@ fn metrics_text(shared: &Shared) -> String {
 
 /// The `Prediction-Key` check (or the `key` query parameter the live page uses), in constant time
 /// (the key is compared whole, whatever differs).
-fn authorize(request: &Request, query_key: Option<&str>, key: Option<&str>) -> std::result::Result<(), ApiError> {
+fn authorize(request: &Request, query_key: Option<&str>, key: Option<&str>, fix: &str) -> std::result::Result<(), ApiError> {
     let Some(key) = key else { return Ok(()) };
     let given = request.header("prediction-key").or(query_key).unwrap_or("");
     let same = given.len() == key.len() && given.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
@@ -475,7 +562,7 @@ fn authorize(request: &Request, query_key: Option<&str>, key: Option<&str>) -> s
         return Ok(());
     }
     let problem = if given.is_empty() { "this server needs a Prediction-Key header" } else { "the Prediction-Key header is not this server's key" };
-    Err(ApiError::new(401, "Unauthorized", format!("{problem}; send the key cvedge serve was started with (--api-key)")))
+    Err(ApiError::new(401, "Unauthorized", format!("{problem}; {fix}")))
 }
 
 fn fetch_error(e: FetchError) -> ApiError {
@@ -485,8 +572,8 @@ fn fetch_error(e: FetchError) -> ApiError {
 fn predict(shared: &Shared, image: Vec<u8>) -> std::result::Result<Response, ApiError> {
     let arrived = Instant::now();
     let answer = shared.pool.submit(image).map_err(|refused| match refused {
-        Refused::Busy => busy(format!("all {} workers are busy and {} images are waiting", shared.workers, shared.pool.capacity())),
-        Refused::Stopping => busy("the server is stopping".into()),
+        Refused::Busy => busy(format!("all {} workers are busy and {} images are waiting", shared.workers, shared.pool.capacity()), &shared.fixes.workers),
+        Refused::Stopping => busy("the server is stopping".into(), "retry in a second"),
     })?;
     let done = answer.recv().map_err(|_| ApiError::new(500, "InternalServerError", "the inference worker stopped; retry, and report it if it happens again"))?;
     let done = done.map_err(|e| match e {

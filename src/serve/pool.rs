@@ -5,30 +5,22 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::classifier::{Classification, Classifier};
 use crate::daemon::worker::CurrentModel;
 use crate::error::{Error, Result};
-use crate::source::decode_bounded;
-
-/// Posted images of more pixels than this are refused before decoding (150 MB of RGB each); a
-/// 4 MB upload rarely holds more than a 24-megapixel photo.
-pub const MAX_PIXELS: usize = 50_000_000;
+use crate::source::decode;
 
 /// A classified image, with the model that classified it (labels, iteration).
 pub struct Done {
     pub model: Arc<Classifier>,
     pub classification: Classification,
-    /// Time spent waiting in the queue.
-    pub waited: Duration,
 }
 
 struct Job {
     image: Vec<u8>,
-    queued: Instant,
     reply: Sender<Result<Done>>,
 }
 
@@ -54,11 +46,7 @@ impl Pool {
         let mut handles = vec![];
         for i in 0..workers.max(1) {
             let (rx, model) = (rx.clone(), model.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("serve-infer-{i}"))
-                .spawn(move || work(rx, model))
-                .map_err(|e| Error::Inference(format!("cannot start a thread: {e}")))?;
-            handles.push(handle);
+            handles.push(crate::spawn(format!("serve-infer-{i}"), move || work(rx, model))?);
         }
         Ok(Pool { jobs: Mutex::new(Some(tx)), workers: Mutex::new(handles), capacity: queue })
     }
@@ -68,7 +56,7 @@ impl Pool {
         let (reply, answer) = bounded(1);
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let Some(jobs) = jobs.as_ref() else { return Err(Refused::Stopping) };
-        match jobs.try_send(Job { image, queued: Instant::now(), reply }) {
+        match jobs.try_send(Job { image, reply }) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(_)) => Err(Refused::Busy),
             Err(TrySendError::Disconnected(_)) => Err(Refused::Stopping),
@@ -95,14 +83,15 @@ impl Pool {
 
 fn work(jobs: Receiver<Job>, model: CurrentModel) {
     for job in jobs.iter() {
-        let waited = job.queued.elapsed();
         let model = model.get();
         // A panic in a decoder or engine on one odd upload must not take a worker away for good.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let image = decode_bounded(&job.image, "the posted image", MAX_PIXELS)?;
+            // Within decode's pixel bound, checked before decoding (a 4 MB upload rarely holds more
+            // than a 24-megapixel photo).
+            let image = decode(&job.image, "the posted image")?;
             model.classify(&image)
         }))
         .unwrap_or_else(|_| Err(Error::Inference("the engine panicked on this image".into())));
-        let _ = job.reply.send(outcome.map(|classification| Done { model, classification, waited }));
+        let _ = job.reply.send(outcome.map(|classification| Done { model, classification }));
     }
 }

@@ -10,6 +10,7 @@
 use serde::Serialize;
 
 use super::http::Response;
+use crate::source::http::parameter;
 use crate::source::multipart::Multipart;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,14 +167,6 @@ pub fn image_bytes(content_type: Option<&str>, body: Vec<u8>, max_bytes: usize) 
             return if data.is_empty() { Err(ApiError::new(400, "BadRequestImageFormat", no_image)) } else { Ok(data) };
         }
     }
-}
-
-/// A `; key=value` parameter of a header value, unquoted.
-fn parameter(value: &str, key: &str) -> Option<String> {
-    value.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim().eq_ignore_ascii_case(key).then(|| v.trim().trim_matches('"').to_string())
-    })
 }
 
 /// The image URL in a `/url` body: `{"url": ...}` as the container reads it, or `{"Url": ...}` as

@@ -14,7 +14,7 @@ pub fn decode(bytes: &[u8], origin: &str) -> Result<image::RgbImage> {
 
 /// As [`decode`], refusing images of more than `max_pixels` before decoding them: a server that
 /// decodes uploads from anyone bounds what one small, highly compressed file can make it allocate.
-pub fn decode_bounded(bytes: &[u8], origin: &str, max_pixels: usize) -> Result<image::RgbImage> {
+fn decode_bounded(bytes: &[u8], origin: &str, max_pixels: usize) -> Result<image::RgbImage> {
     let image = if bytes.starts_with(&[0xff, 0xd8]) {
         decode_jpeg(bytes, origin, max_pixels)?
     } else {
@@ -27,8 +27,9 @@ pub fn decode_bounded(bytes: &[u8], origin: &str, max_pixels: usize) -> Result<i
 }
 
 /// 150 MB of RGB (plus a second copy when EXIF rotates it): what a 1 GB Pi can still hold beside
-/// the model. No camera frame comes close; a 48-megapixel phone photo fits; larger files are
-/// refused with the fix (scale them down) instead of taking the device down.
+/// the model. No camera frame comes close; a 48-megapixel phone photo fits; larger files (and
+/// uploads to the HTTP server) are refused with the fix (scale them down) instead of taking the
+/// device down.
 const MAX_PIXELS: usize = 50_000_000;
 
 fn too_large(origin: &str, width: usize, height: usize, max_pixels: usize) -> Error {

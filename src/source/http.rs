@@ -178,6 +178,15 @@ pub fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
 }
 
 
+/// A `; key=value` parameter of a header value (`boundary` of a Content-Type, `name` of a
+/// Content-Disposition), unquoted; the key in any case.
+pub(crate) fn parameter(value: &str, key: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(key).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
 fn truncated(text: &str) -> String {
     text.chars().take(60).collect()
 }

@@ -47,7 +47,7 @@ impl MjpegSource {
                 "use the camera's MJPEG stream URL, or ffmpeg:URL for other formats",
             ));
         }
-        let boundary = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| b.trim_matches('"').to_string());
+        let boundary = http::parameter(&content_type, "boundary");
         Ok(MjpegSource { origin, parts: Multipart::new(response.body, boundary.as_deref(), MAX_FRAME_BYTES), seq: 0, broken: false })
     }
 }

@@ -24,7 +24,7 @@ pub mod v4l_query;
 
 use std::time::SystemTime;
 
-pub use decode::{decode, decode_bounded};
+pub use decode::decode;
 pub use ffmpeg::FfmpegSource;
 pub use file::{images_in, is_image, FileSource};
 pub use mjpeg::MjpegSource;

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
@@ -231,31 +230,23 @@ impl MqttSettings {
     }
 
     fn tls_config(&self) -> Result<rustls::ClientConfig, MqttError> {
-        let mut roots = rustls::RootCertStore::empty();
-        match &self.ca_file {
+        let roots = match &self.ca_file {
             Some(path) => {
                 let certs = read_certs("CA file", path)?;
+                let mut roots = rustls::RootCertStore::empty();
                 let (_, rejected) = roots.add_parsable_certificates(certs);
                 if roots.is_empty() {
                     let problem = format!("none of its {rejected} certificate(s) is a usable CA certificate");
                     return Err(MqttError::TlsFile { what: "CA file", path: path.clone(), problem });
                 }
+                roots
             }
-            None => {
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                if roots.is_empty() {
-                    return Err(MqttError::Tls {
-                        problem: "ca_file is not set and the system has no CA certificates".into(),
-                        fix: "set ca_file to the broker's CA certificate (PEM), or install the ca-certificates package for a public broker".into(),
-                    });
-                }
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| MqttError::Tls { problem: e.to_string(), fix: "this is a bug, please report it".into() })?
-            .with_root_certificates(roots);
+            None => crate::tls::system_roots().ok_or_else(|| MqttError::Tls {
+                problem: "ca_file is not set and the system has no CA certificates".into(),
+                fix: "set ca_file to the broker's CA certificate (PEM), or install the ca-certificates package for a public broker".into(),
+            })?,
+        };
+        let builder = crate::tls::client(roots).map_err(|e| MqttError::Tls { problem: e.to_string(), fix: "this is a bug, please report it".into() })?;
         match (&self.client_cert, &self.client_key) {
             (None, None) => Ok(builder.with_no_client_auth()),
             (Some(cert), Some(key)) => {
