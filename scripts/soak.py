@@ -158,8 +158,11 @@ interval_s = 0.0
                 if len(samples) % 10 == 5:
                     captures_asked += 1
                     captured = True
+                    # A tag per capture: the looping replay holds a handful of photos, and a
+                    # capture under a tag that already has every one of them ends `incomplete`
+                    # (by design: it waits for a frame the tag lacks).
                     subprocess.run(["mosquitto_pub", "-p", str(mqtt_port), "-t", "cvedge/soak/samples/capture",
-                                    "-m", '{"tag": "soak", "count": 1}', "-q", "1"], check=True)
+                                    "-m", json.dumps({"tag": f"soak{captures_asked}", "count": 1}), "-q", "1"], check=True)
             samples.append(sample)
             print(json.dumps(sample), flush=True)
             if time.monotonic() >= deadline:
