@@ -30,6 +30,7 @@ targets are reported beside the figures and never fail the run.
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -146,6 +147,15 @@ class Campaign:
         if path in self.mounts:
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
             self.mounts.remove(path)
+
+    @contextlib.contextmanager
+    def tmpfs(self, path, size):
+        """A tmpfs of `size` at `path` for the with-block; yields False when not permitted."""
+        mounted = self.mount_tmpfs(path, size)
+        try:
+            yield mounted
+        finally:
+            self.umount(path)
 
     def cleanup(self):
         with self.lock:
@@ -755,23 +765,18 @@ def clear_error(text):
 
 
 def scenario_disk(c, s):
-    disk = c.root / "disk"
-    if not c.mount_tmpfs(disk, "3m"):
-        s.status = "skipped"
-        s.note("skipped: needs root for a tmpfs")
-        return
-    try:
+    disk, iters = c.root / "disk", c.root / "itdisk"
+    with c.tmpfs(disk, "3m") as mounted:
+        if not mounted:
+            s.status = "skipped"
+            s.note("skipped: needs root for a tmpfs")
+            return
         disk_captures(c, s, disk)
-    finally:
-        c.umount(disk)
-    iters = c.root / "itdisk"
-    if not c.mount_tmpfs(iters, "24m"):
-        s.note("train on a full disk skipped: needs root for a tmpfs")
-        return
-    try:
+    with c.tmpfs(iters, "24m") as mounted:
+        if not mounted:
+            s.note("train on a full disk skipped: needs root for a tmpfs")
+            return
         disk_training(c, s, iters)
-    finally:
-        c.umount(iters)
 
 
 def disk_captures(c, s, disk):

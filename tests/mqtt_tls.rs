@@ -196,6 +196,24 @@ fn settings(url: &str, device: &str, outbox: &Path) -> MqttSettings {
 }
 
 
+/// `s` trusting `ca` and presenting the test's client certificate.
+fn with_certificates(mut s: MqttSettings, ca: &Path, pki: &Pki) -> MqttSettings {
+    s.ca_file = Some(ca.to_path_buf());
+    s.client_cert = Some(pki.client_cert.clone());
+    s.client_key = Some(pki.client_key.clone());
+    s
+}
+
+/// Asserts that a publisher with `s` never connects to `broker`, keeping its one prediction, and
+/// that it logged a connection failure for `url` saying every one of `said`.
+fn assert_refused_saying(s: MqttSettings, url: &str, broker: &Mosquitto, said: &[&str]) {
+    let publisher = Publisher::start(s).unwrap();
+    publisher.prediction("cam", b"x".to_vec()).unwrap();
+    assert_never_connects(&publisher, 1, broker);
+    let warnings = failures_logged_for(url);
+    assert!(warnings.iter().any(|w| said.iter().all(|s| w.contains(s))), "no failure saying {said:?} logged for {url}: {warnings:#?}");
+}
+
 /// Asserts that `publisher` stays disconnected for `NO_CONNECT` with `waiting` predictions kept.
 fn assert_never_connects(publisher: &Publisher, waiting: usize, broker: &Mosquitto) {
     let deadline = Instant::now() + NO_CONNECT;
@@ -221,10 +239,7 @@ fn tls_with_a_client_certificate_delivers_and_goes_online() {
     let (broker, tls, plain) = or_skip!(tls_mosquitto(&pki));
     let sub = Subscriber::connect(plain, "tls-watcher", false, &["cvedge/tls1/#"]);
     let outbox = tempfile::tempdir().unwrap();
-    let mut s = settings(&format!("mqtts://127.0.0.1:{tls}"), "tls1", outbox.path());
-    s.ca_file = Some(pki.ca.clone());
-    s.client_cert = Some(pki.client_cert.clone());
-    s.client_key = Some(pki.client_key.clone());
+    let s = with_certificates(settings(&format!("mqtts://127.0.0.1:{tls}"), "tls1", outbox.path()), &pki.ca, &pki);
     let publisher = Publisher::start(s).unwrap();
 
     let status = sub.wait_topic("cvedge/tls1/status", WAIT);
@@ -268,19 +283,8 @@ fn tls_without_a_client_certificate_or_with_the_wrong_ca_never_connects() {
 
     // A CA that did not sign the server's certificate (client certificate given): we refuse.
     let outbox2 = tempfile::tempdir().unwrap();
-    let mut wrong_ca = settings(&url, "tls3", outbox2.path());
-    wrong_ca.ca_file = Some(pki.other_ca.clone());
-    wrong_ca.client_cert = Some(pki.client_cert.clone());
-    wrong_ca.client_key = Some(pki.client_key.clone());
-    let publisher = Publisher::start(wrong_ca).unwrap();
-    publisher.prediction("cam", b"x".to_vec()).unwrap();
-    assert_never_connects(&publisher, 1, &broker);
-    let warnings = failures_logged_for(&url);
-    assert!(
-        warnings.iter().any(|w| w.contains("invalid peer certificate") && w.contains("UnknownIssuer") && w.contains("set [mqtt] ca_file")),
-        "no certificate failure logged for {url}: {warnings:#?}"
-    );
-    drop(publisher);
+    let wrong_ca = with_certificates(settings(&url, "tls3", outbox2.path()), &pki.other_ca, &pki);
+    assert_refused_saying(wrong_ca, &url, &broker, &["invalid peer certificate", "UnknownIssuer", "set [mqtt] ca_file"]);
     assert!(sub.drain().iter().all(|m| !m.topic.ends_with("/predictions")), "a prediction got through");
 
     // What waited in the outbox goes out once the certificate is given.
@@ -300,19 +304,8 @@ fn a_broker_certificate_for_another_host_is_refused_though_our_ca_signed_it() {
     let sub = Subscriber::connect(plain, "tls-watcher-3", false, &["cvedge/#"]);
     let url = format!("mqtts://127.0.0.1:{tls}");
     let outbox = tempfile::tempdir().unwrap();
-    let mut s = settings(&url, "tls4", outbox.path());
-    s.ca_file = Some(pki.ca.clone());
-    s.client_cert = Some(pki.client_cert.clone());
-    s.client_key = Some(pki.client_key.clone());
-    let publisher = Publisher::start(s).unwrap();
-    publisher.prediction("cam", b"x".to_vec()).unwrap();
-    assert_never_connects(&publisher, 1, &broker);
-    let warnings = failures_logged_for(&url);
-    assert!(
-        warnings.iter().any(|w| w.contains("certificate not valid for name") && w.contains("host name the broker's certificate was issued for")),
-        "no name mismatch logged for {url}: {warnings:#?}"
-    );
-    drop(publisher);
+    let s = with_certificates(settings(&url, "tls4", outbox.path()), &pki.ca, &pki);
+    assert_refused_saying(s, &url, &broker, &["certificate not valid for name", "host name the broker's certificate was issued for"]);
     assert!(sub.drain().iter().all(|m| !m.topic.starts_with("cvedge/tls4")), "something got through");
 }
 
