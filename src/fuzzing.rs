@@ -174,7 +174,7 @@ fn fetched(wire: &[u8]) {
     if let Some(location) = response.header("location") {
         let _ = Url::parse_web(&crate::serve::fetch::resolve(tls, &url, location));
     }
-    let limits = FetchLimits { allow_private: false, max_bytes: crate::serve::MAX_IMAGE_BYTES, timeout: Duration::from_secs(60), max_redirects: 3 };
+    let limits = FetchLimits { allow_private: false, allow_private_option: "--allow-private-urls".into(), max_bytes: crate::serve::MAX_IMAGE_BYTES, timeout: Duration::from_secs(60), max_redirects: 3 };
     let _ = Fetcher::new(limits).body(response, "fuzz", std::time::Instant::now() + Duration::from_secs(60));
 }
 

@@ -84,6 +84,10 @@ fn the_live_page_shows_each_camera_and_captures_training_frames() {
     let refused = post(addr, "/live/capture", "application/json", br#"{"camera": "door", "tag": "../x"}"#);
     assert_eq!((refused.status, refused.json()["code"].as_str()), (400, Some("BadRequest")), "{}", refused.text());
     assert_eq!(post(addr, "/live/capture", "application/json", br#"{"camera": "gate", "tag": "cat"}"#).status, 404);
+    // The API's refusals name the daemon's own setting, not `cvedge serve`'s flag.
+    let private = post(addr, "/url", "application/json", br#"{"url": "http://127.0.0.1:9/cat.jpg"}"#);
+    let message = private.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(private.status == 400 && message.contains("allow private addresses with [http] allow_private_urls"), "{}", private.text());
 
     let metrics = get(addr, "/metrics").text();
     for family in ["cvedge_frames_total{camera=\"door\"}", "cvedge_frames_skipped_total{camera=\"door\"}", "cvedge_camera_online{camera=\"door\"} 1", "cvedge_frame_latency_seconds_count{camera=\"door\"}"] {

@@ -51,21 +51,22 @@ impl ReviewFolder {
         ReviewFolder { dir, max_images: max_images.max(1) }
     }
 
-    /// Writes the frame (JPEG bytes as they are, raw pixels as PNG), then deletes the oldest
-    /// review files beyond `max_images`. `best` names the model's best guess in the file name.
+    /// Deletes the oldest review files until one more fits under `max_images`, then writes the
+    /// frame (JPEG bytes as they are, raw pixels as PNG). Room is made first so the folder never
+    /// holds more than `max_images`, not even for a moment (the cap is what bounds its disk use).
+    /// `best` names the model's best guess in the file name.
     pub fn save(&self, frame: &Frame, best: &str, probability: f32) -> Result<PathBuf> {
-        let mut ours = self.numbered_files()?;
+        let ours = self.numbered_files()?;
         let number = ours.last().map_or(1, |(n, _)| n + 1);
         let (bytes, extension) = encode(frame)?;
+        let excess = (ours.len() + 1).saturating_sub(self.max_images);
+        for (_, old) in &ours[..excess] {
+            std::fs::remove_file(old).map_err(|e| Error::io(old, e))?;
+        }
         let time = utc(frame.time).replace(':', "-");
         let name = format!("{number:08}-{time}-{}-{:02.0}.{extension}", file_safe(best), (probability * 100.0).floor());
         let path = self.dir.join(name);
         crate::fsutil::write_atomic(&path, &bytes)?;
-        ours.push((number, path.clone()));
-        let excess = ours.len().saturating_sub(self.max_images);
-        for (_, old) in &ours[..excess] {
-            std::fs::remove_file(old).map_err(|e| Error::io(old, e))?;
-        }
         Ok(path)
     }
 

@@ -17,6 +17,9 @@ use crate::source::http::{exchange, Response, Url};
 #[derive(Debug, Clone)]
 pub struct FetchLimits {
     pub allow_private: bool,
+    /// How the user allows private addresses (`--allow-private-urls` or `[http]
+    /// allow_private_urls`), for the refusal.
+    pub allow_private_option: String,
     pub max_bytes: usize,
     /// For the whole fetch, redirects included.
     pub timeout: Duration,
@@ -27,8 +30,8 @@ pub struct FetchLimits {
 pub enum FetchError {
     #[error("{0}")]
     BadUrl(String),
-    #[error("the URL's host {host} is {}a {kind} address, and cvedge serve fetches images only from public addresses; use a public URL, or start cvedge serve with --allow-private-urls to allow it", resolved(.host, .address))]
-    Forbidden { host: String, address: IpAddr, kind: &'static str },
+    #[error("the URL's host {host} is {}a {kind} address, and cvedge fetches images only from public addresses; use a public URL, or allow private addresses with {option}", resolved(.host, .address))]
+    Forbidden { host: String, address: IpAddr, kind: &'static str, option: String },
     #[error("cannot fetch {url}: {problem}; check that the URL works from this device")]
     Failed { url: String, problem: String },
     #[error("{url} is larger than {limit} bytes; use an image of at most 4 MB")]
@@ -105,7 +108,7 @@ impl Fetcher {
             }
         }
         match refused {
-            Some((address, kind)) => Err(FetchError::Forbidden { host: url.host.clone(), address, kind }),
+            Some((address, kind)) => Err(FetchError::Forbidden { host: url.host.clone(), address, kind, option: self.limits.allow_private_option.clone() }),
             None => Err(failed(shown, "the host name resolves to no address".into())),
         }
     }
@@ -247,7 +250,7 @@ mod tests {
 
     #[test]
     fn refused_before_connecting() {
-        let fetcher = Fetcher::new(FetchLimits { allow_private: false, max_bytes: 10, timeout: Duration::from_secs(1), max_redirects: 1 });
+        let fetcher = Fetcher::new(FetchLimits { allow_private: false, allow_private_option: "--allow-private-urls".into(), max_bytes: 10, timeout: Duration::from_secs(1), max_redirects: 1 });
         for url in ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:9/x.jpg", "https://[::1]/x.jpg", "http://localhost:9/"] {
             assert!(matches!(fetcher.fetch(url), Err(FetchError::Forbidden { .. })), "{url}");
         }

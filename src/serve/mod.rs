@@ -254,6 +254,7 @@ impl Server {
         };
         let limits = FetchLimits {
             allow_private: options.allow_private_urls,
+            allow_private_option: name("allow_private_urls"),
             max_bytes: MAX_IMAGE_BYTES,
             timeout: options.url_timeout,
             max_redirects: options.url_max_redirects,
