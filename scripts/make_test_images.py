@@ -25,6 +25,12 @@ first) and the conformance models (run make_conformance_models.py first):
   tests/data/corrupt/truncated.zip the first half of good.zip.
   tests/data/corrupt/bad_labels/  copy of models/conformance/onnx-current-multilabel whose
                                   labels.txt has 2 lines for a 3-output model.
+  tests/data/corrupt/crashes_tract/ a current-layout ONNX export (`data` [1,3,224,224] ->
+                                  Softmax `model_output`, 3 tags) that loads but makes tract
+                                  PANIC at run time on a bright image: the brightest input value,
+                                  cast to an index, picks from a 3-row table (Gather), so a black
+                                  image runs and a white one indexes out of bounds. The check
+                                  that a kernel's panic costs one image, not the thread.
 
 Needs the `jpegtran` tool (Debian package libjpeg-turbo-progs) for the lossless rotation.
 Run:  python scripts/make_test_images.py      Deterministic (fixed seeds, fixed zip dates).
@@ -36,6 +42,7 @@ import subprocess
 import zipfile
 
 import numpy as np
+import onnx
 from PIL import Image, ImageOps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,6 +169,33 @@ def make_corrupt():
         f.write("Dr. Pepper\ncola")  # model has 3 outputs
 
 
+def make_crashes_tract():
+    from onnx import TensorProto, helper, numpy_helper
+    out = os.path.join(CORRUPT, "crashes_tract")
+    os.makedirs(out, exist_ok=True)
+    table = numpy_helper.from_array(np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [2.0, 3.0, 1.0]], np.float32), "table")
+    offsets = numpy_helper.from_array(np.array([0], np.int64), "offsets")
+    nodes = [
+        helper.make_node("ReduceMax", ["data"], ["brightest"], keepdims=0),
+        helper.make_node("Cast", ["brightest"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Add", ["index", "offsets"], ["row"]),
+        helper.make_node("Gather", ["table", "row"], ["logits"], axis=0),
+        helper.make_node("Softmax", ["logits"], ["model_output"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "crashes_tract",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("model_output", TensorProto.FLOAT, [1, 3])],
+        initializer=[table, offsets])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], producer_name="cvedge-tests")
+    model.ir_version = 6
+    onnx.checker.check_model(model)
+    with open(os.path.join(out, "model.onnx"), "wb") as f:
+        f.write(model.SerializeToString())
+    with open(os.path.join(out, "labels.txt"), "w", encoding="utf-8") as f:
+        f.write("one\ntwo\nthree")
+
+
 def main():
     os.makedirs(DATA, exist_ok=True)
     make_alpha()
@@ -171,6 +205,7 @@ def main():
     make_large()
     make_bad_files()
     make_corrupt()
+    make_crashes_tract()
     for root, _, files in sorted(os.walk(DATA)):
         for fn in sorted(files):
             p = os.path.join(root, fn)

@@ -33,6 +33,7 @@
 //! [`classifier::Classifier`] assembles package, preprocessing, engine and head from an export;
 //! [`prediction`] holds the cloud's prediction JSON.
 
+mod backoff;
 pub mod classifier;
 pub mod config;
 pub mod convert;
@@ -46,7 +47,7 @@ mod fsutil;
 pub mod fuzzing;
 pub mod head;
 pub mod iteration;
-mod memory;
+pub mod memory;
 pub mod package;
 pub mod prediction;
 pub mod preprocess;

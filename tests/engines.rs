@@ -218,3 +218,17 @@ fn a_library_that_crashes_on_this_cpu_is_tried_in_a_child_and_reported() {
         assert!(stdout.contains("cat"), "{stdout}");
     }
 }
+
+/// A graph tract accepts at load can still panic in a kernel: here an out-of-bounds Gather on a
+/// bright image (tests/data/corrupt/crashes_tract, made by scripts/make_test_images.py). The
+/// panic is that image's error, and the same classifier goes on classifying.
+#[test]
+fn a_panic_inside_tract_fails_one_image_and_the_engine_goes_on() {
+    let classifier = Classifier::load(&repo().join("tests/data/corrupt/crashes_tract"), &options(EngineChoice::Tract, 1)).unwrap();
+    let black = image::RgbImage::from_pixel(64, 64, image::Rgb([0, 0, 0]));
+    let white = image::RgbImage::from_pixel(64, 64, image::Rgb([255, 255, 255]));
+    assert_eq!(classifier.classify(&black).unwrap().probabilities.len(), 3);
+    let error = classifier.classify(&white).unwrap_err().to_string();
+    assert!(error.contains("the tract engine crashed"), "{error}");
+    assert_eq!(classifier.classify(&black).unwrap().probabilities.len(), 3, "the engine no longer classifies after the panic");
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::slot::LatestFrame;
+use crate::backoff::Backoff;
 use crate::error::Error;
 use crate::sink::Sink;
 use crate::source::{self, SourceOptions, SourceSpec};
@@ -14,9 +15,15 @@ use crate::source::{self, SourceOptions, SourceSpec};
 /// Backoff between reopen attempts: 1 s doubling to 4 s (Frigate retries every 10 s). A camera
 /// that comes back is classifying again within 5 s however long it was away (an IP camera's
 /// reboot takes 30-60 s: with a 30 s cap it was picked up as much as 30 s late), and one attempt
-/// every 4 s (a refused connection, a failed open, an ffmpeg that exits) hammers nothing.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(4);
+/// every 2-4 s (a refused connection, a failed open, an ffmpeg that exits) hammers nothing.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+/// The delays between a camera's reopen attempts. Each is jittered down by up to half, so the
+/// cameras of a site that lost power together do not all reopen in the same instant.
+fn reopen_backoff() -> Backoff {
+    Backoff::new(BACKOFF_MIN, BACKOFF_MAX)
+}
 /// Read errors in a row after which a source is considered broken and reopened.
 const ERRORS_BEFORE_REOPEN: u32 = 5;
 
@@ -27,7 +34,6 @@ pub struct Capture {
     pub slot: Arc<LatestFrame>,
     pub sinks: Arc<Vec<Box<dyn Sink>>>,
     pub shutdown: Arc<AtomicBool>,
-    pub backoff_min: Duration,
 }
 
 impl Capture {
@@ -56,7 +62,7 @@ impl Capture {
     }
 
     pub fn run(self) {
-        let mut backoff = self.backoff_min;
+        let mut backoff = reopen_backoff();
         let mut online = false;
         while !self.shutdown.load(Ordering::Relaxed) {
             match source::open(&self.spec, &self.options) {
@@ -68,7 +74,7 @@ impl Capture {
                                 errors = 0;
                                 if !online {
                                     online = true;
-                                    backoff = self.backoff_min;
+                                    backoff.reset();
                                     self.report(true);
                                 }
                                 self.slot.put(frame);
@@ -97,11 +103,27 @@ impl Capture {
                 online = false;
                 self.report(false);
             }
-            self.pause(backoff);
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            self.pause(backoff.next_delay());
         }
         if online {
             self.report(false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_camera_away_for_long_is_retried_every_2_to_4_s() {
+        let mut backoff = reopen_backoff();
+        let delays: Vec<Duration> = (0..30).map(|_| backoff.next_delay()).collect();
+        // At most 4 s: a camera back from an outage of any length classifies within 5 s.
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(4)), "{delays:?}");
+        // At least 2 s once the cap is reached: a dead camera is not hammered.
+        assert!(delays[2..].iter().all(|d| *d >= Duration::from_secs(2)), "{delays:?}");
+        backoff.reset();
+        assert!(backoff.next_delay() <= BACKOFF_MIN, "a camera that was online starts again at the minimum");
     }
 }

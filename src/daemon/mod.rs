@@ -203,7 +203,6 @@ impl Daemon {
             slot: slot.clone(),
             sinks: self.sinks.clone(),
             shutdown: stop.clone(),
-            backoff_min: camera::BACKOFF_MIN,
         };
         spawn(format!("capture-{}", camera.name), move || capture.run())?;
         let review = self.config.review.as_ref().map(|r| (r, self.config.review_dir(&camera.name)));

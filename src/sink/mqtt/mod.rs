@@ -35,7 +35,6 @@
 //! nothing we can rely on (clean sessions drop queued and in-flight messages), so the outbox, not
 //! the MQTT session, is the source of truth.
 
-mod backoff;
 pub mod discovery;
 mod error;
 mod hint;

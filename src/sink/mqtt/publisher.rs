@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use rumqttc::{Connection, Event, EventLoop, Incoming, MqttState, Outgoing, SubscribeFilter};
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use super::session::{PublisherStats, Session, Topics};
 use super::settings::{topic_level, MqttSettings, MAX_PACKET_SIZE};
 use super::MqttError;

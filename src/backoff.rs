@@ -1,6 +1,7 @@
-//! Capped exponential backoff with jitter between connection attempts. rumqttc retries as fast as
-//! it is polled; without this a device whose broker is down would spin, and a fleet whose broker
-//! restarts would reconnect in lockstep.
+//! Capped exponential backoff with jitter between attempts to reach something that is away: the
+//! MQTT broker (rumqttc retries as fast as it is polled; without this a device whose broker is
+//! down would spin, and a fleet whose broker restarts would reconnect in lockstep) and a camera
+//! being reopened.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
