@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use cvedge::classifier::{Classifier, Kind, LoadOptions};
 use cvedge::config::Config;
-use cvedge::daemon::Daemon;
+use cvedge::daemon::{Daemon, Signals};
 use cvedge::engine::{EngineChoice, EngineOptions};
 use cvedge::prediction::PredictionResponse;
 use cvedge::preprocess::{ColorOrder, Recipe, ValueRange};
@@ -580,7 +580,7 @@ fn run_config(path: Option<&Path>, flags: RunFlags) -> anyhow::Result<Config> {
 
 fn run(path: Option<PathBuf>, flags: RunFlags, max_frames: Option<u64>) -> anyhow::Result<ExitCode> {
     let config = run_config(path.as_deref(), flags)?;
-    let daemon = Daemon::start(config, path)?;
+    let daemon = Daemon::start_with(config, path, Signals::of_this_process()?)?;
     if let Some(addr) = daemon.http_addr() {
         eprintln!("cvedge run: live page on http://{addr}/live, predictions on http://{addr}/image");
     }
@@ -602,7 +602,7 @@ fn run(path: Option<PathBuf>, flags: RunFlags, max_frames: Option<u64>) -> anyho
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
     }
-    daemon.run_until_signalled()?;
+    daemon.run()?;
     Ok(ExitCode::SUCCESS)
 }
 

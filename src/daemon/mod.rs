@@ -138,9 +138,38 @@ fn load_model(config: &Config) -> Result<Classifier> {
     Ok(classifier)
 }
 
+/// The flags the daemon's main loop obeys: stop (SIGINT, SIGTERM) and reload (SIGHUP).
+#[derive(Clone, Default)]
+pub struct Signals {
+    pub stop: Arc<AtomicBool>,
+    pub reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Flags this process's signals set. Registered before the daemon starts anything, so a
+    /// SIGHUP (whose default action ends the process) or a SIGTERM arriving while the model loads
+    /// or the cameras start waits for the main loop instead of killing the daemon uncleanly.
+    pub fn of_this_process() -> Result<Signals> {
+        let signals = Signals::default();
+        let register = |signal, flag: &Arc<AtomicBool>| {
+            signal_hook::flag::register(signal, flag.clone()).map_err(|e| Error::Inference(format!("cannot handle signal {signal}: {e}")))
+        };
+        register(signal_hook::consts::SIGINT, &signals.stop)?;
+        register(signal_hook::consts::SIGTERM, &signals.stop)?;
+        register(signal_hook::consts::SIGHUP, &signals.reload)?;
+        Ok(signals)
+    }
+}
+
 impl Daemon {
-    /// Loads the model, connects the publisher (in the background) and starts every camera.
+    /// Loads the model, connects the publisher (in the background) and starts every camera;
+    /// stopped and reloaded through [`Daemon::shutdown_flag`] and [`Daemon::reload_flag`].
     pub fn start(config: Config, config_path: Option<PathBuf>) -> Result<Daemon> {
+        Daemon::start_with(config, config_path, Signals::default())
+    }
+
+    /// As [`Daemon::start`], obeying `signals` (`cvedge run`: [`Signals::of_this_process`]).
+    pub fn start_with(config: Config, config_path: Option<PathBuf>, signals: Signals) -> Result<Daemon> {
         let classifier = load_model(&config)?;
         let publisher = match &config.mqtt {
             Some(mqtt) => Some(publish::start_publisher(mqtt, &config, &classifier)?),
@@ -170,8 +199,8 @@ impl Daemon {
             cameras: vec![],
             counters: Counters::default(),
             started: Instant::now(),
-            shutdown: Arc::new(AtomicBool::new(false)),
-            hangup: Arc::new(AtomicBool::new(false)),
+            shutdown: signals.stop,
+            hangup: signals.reload,
             published: crate::iteration::published_id(&config.model),
             last_poll: Instant::now(),
             http,
@@ -422,17 +451,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// Runs until SIGINT/SIGTERM: reloads on SIGHUP, and otherwise as [`Daemon::run`].
-    pub fn run_until_signalled(self) -> Result<()> {
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, self.shutdown.clone()).map_err(|e| Error::Inference(format!("signal handler: {e}")))?;
-        }
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, self.hangup.clone()).map_err(|e| Error::Inference(format!("signal handler: {e}")))?;
-        self.run()
-    }
-
-    /// The main loop, without signal handlers (tests, embedders): runs until
-    /// [`Daemon::shutdown_flag`] is set, then stops. Carries out MQTT commands, reloads when
+    /// The main loop: runs until [`Daemon::shutdown_flag`] is set, then stops. Carries out MQTT commands, reloads when
     /// [`Daemon::reload_flag`] is set, and talks to systemd (readiness, watchdog driven by
     /// pipeline progress).
     pub fn run(mut self) -> Result<()> {

@@ -81,7 +81,7 @@ impl Fetcher {
     }
 
     fn get(&self, tls: bool, url: &Url, shown: &str, deadline: Instant) -> Result<Response, FetchError> {
-        let address = self.address(url, shown)?;
+        let address = self.address(url, shown, deadline)?;
         let left = deadline.saturating_duration_since(Instant::now());
         let stream = TcpStream::connect_timeout(&address, left.max(Duration::from_millis(1))).map_err(|e| self.io_error(shown, e))?;
         stream.set_write_timeout(Some(self.limits.timeout)).map_err(|e| self.io_error(shown, e))?;
@@ -98,8 +98,13 @@ impl Fetcher {
     }
 
     /// The first address the host resolves to that may be fetched from.
-    fn address(&self, url: &Url, shown: &str) -> Result<SocketAddr, FetchError> {
-        let addresses: Vec<SocketAddr> = (url.host.as_str(), url.port).to_socket_addrs().map_err(|e| failed(shown, format!("the host name does not resolve ({e})")))?.collect();
+    fn address(&self, url: &Url, shown: &str, deadline: Instant) -> Result<SocketAddr, FetchError> {
+        let target = (url.host.clone(), url.port);
+        let addresses = match url.host.parse::<IpAddr>() {
+            Ok(ip) => Ok(vec![SocketAddr::new(ip, url.port)]),
+            Err(_) => within(deadline, move || target.to_socket_addrs().map(Iterator::collect)).ok_or_else(|| self.timed_out(shown))?,
+        };
+        let addresses = addresses.map_err(|e| failed(shown, format!("the host name does not resolve ({e})")))?;
         let mut refused = None;
         for address in &addresses {
             match non_public(address.ip()) {
@@ -137,11 +142,13 @@ impl Fetcher {
 
     fn io_error(&self, shown: &str, e: std::io::Error) -> FetchError {
         match e.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                FetchError::TimedOut { url: shown.to_string(), seconds: self.limits.timeout.as_secs() }
-            }
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => self.timed_out(shown),
             _ => failed(shown, e.to_string()),
         }
+    }
+
+    fn timed_out(&self, shown: &str) -> FetchError {
+        FetchError::TimedOut { url: shown.to_string(), seconds: self.limits.timeout.as_secs() }
     }
 
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -153,6 +160,16 @@ impl Fetcher {
             })
             .clone()
     }
+}
+
+/// Runs `work` (a DNS lookup) on a thread of its own and waits for it until `deadline`; `None`
+/// when it did not answer in time. getaddrinfo has no timeout of its own: a resolver that does
+/// not answer would hold the HTTP worker past the request's time limit for as long as the
+/// system retries (30 s and more). The abandoned thread ends when the lookup does.
+fn within<T: Send + 'static>(deadline: Instant, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    crate::spawn("resolve".into(), move || drop(sender.send(work()))).ok()?;
+    receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()
 }
 
 fn failed(url: &str, problem: String) -> FetchError {
@@ -238,6 +255,16 @@ mod tests {
         for ip in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111"] {
             assert_eq!(non_public(ip.parse().unwrap()), None, "{ip}");
         }
+    }
+
+    #[test]
+    fn a_lookup_that_does_not_answer_is_given_up_at_the_deadline() {
+        let silent_resolver = || {
+            std::thread::sleep(Duration::from_secs(3));
+            "answered"
+        };
+        assert_eq!(within(Instant::now() + Duration::from_millis(100), silent_resolver), None);
+        assert_eq!(within(Instant::now() + Duration::from_secs(30), || "answered"), Some("answered"));
     }
 
     #[test]

@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rumqttc::{Event, Incoming, MqttOptions, QoS};
 
+/// A loopback port where nothing listens: tcpmux's, which no test and no service of ours binds
+/// (a port found free and released could be taken again by the time it is used).
+pub const NOBODY: u16 = 1;
+
+/// How long a broker may take to listen, and the test subscriber to subscribe: generous, for a
+/// loaded CI machine (a passing run waits only as long as it takes).
+const START: Duration = Duration::from_secs(30);
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -62,7 +70,7 @@ pub fn rumqttd() -> u16 {
     thread::spawn(move || {
         let _ = rumqttd::Broker::new(config).start();
     });
-    assert!(wait_listening(port, Duration::from_secs(5)), "rumqttd did not start listening on {port}");
+    assert!(wait_listening(port, START), "rumqttd did not start listening on {port}");
     port
 }
 
@@ -112,7 +120,7 @@ impl Mosquitto {
             .spawn()
             .expect("run mosquitto");
         self.child = Some(child);
-        assert!(wait_listening(self.port, Duration::from_secs(5)), "mosquitto did not start on {}: {}", self.port, self.log());
+        assert!(wait_listening(self.port, START), "mosquitto did not start on {}: {}", self.port, self.log());
     }
 
     /// SIGTERM, as systemd stops it: mosquitto saves its persistence file on the way out.
@@ -183,7 +191,7 @@ impl Mosquitto {
         let mut m = Mosquitto { port: ports[0], child: None, dir, binary };
         m.run();
         for &port in &ports[1..] {
-            assert!(wait_listening(port, Duration::from_secs(5)), "mosquitto did not listen on {port}: {}", m.log());
+            assert!(wait_listening(port, START), "mosquitto did not listen on {port}: {}", m.log());
         }
         Some(m)
     }
@@ -270,7 +278,7 @@ impl Subscriber {
                 }
             }
         });
-        connected.recv_timeout(Duration::from_secs(5)).expect("the test subscriber could not subscribe");
+        connected.recv_timeout(START).expect("the test subscriber could not subscribe");
         Subscriber { client, messages, stop }
     }
 

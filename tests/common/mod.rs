@@ -11,6 +11,7 @@ use cvedge::preprocess::Preprocess;
 
 use serde::Deserialize;
 
+pub mod browser;
 pub mod serve;
 
 /// Probabilities must match the reference runtime this closely.

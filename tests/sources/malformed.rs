@@ -43,7 +43,7 @@ fn part(body: &[u8]) -> Vec<u8> {
 }
 
 fn open(spec: &SourceSpec) -> Box<dyn Source> {
-    source::open(spec, &options(800)).unwrap()
+    source::open(spec, &options(2000)).unwrap()
 }
 
 fn error_of(source: &mut dyn Source) -> String {
@@ -125,10 +125,10 @@ fn refusals_and_non_streams_fail_to_open() {
     ];
     for (response, expected) in responses {
         let (spec, _server) = camera(Duration::ZERO, move |_, w| drop(w.write_all(response)));
-        let err = source::open(&spec, &options(800)).err().expect("refused").to_string();
+        let err = source::open(&spec, &options(2000)).err().expect("refused").to_string();
         assert!(err.contains(expected), "{err}");
     }
-    let nobody = format!("mjpeg:http://127.0.0.1:{}/x", super::free_port()).parse().unwrap();
-    let err = source::open(&nobody, &options(800)).err().unwrap().to_string();
+    let nobody = "mjpeg:http://127.0.0.1:1/x".parse().unwrap();
+    let err = source::open(&nobody, &options(2000)).err().unwrap().to_string();
     assert!(err.contains("cannot connect"), "{err}");
 }
