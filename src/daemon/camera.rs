@@ -24,6 +24,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(4);
 fn reopen_backoff() -> Backoff {
     Backoff::new(BACKOFF_MIN, BACKOFF_MAX)
 }
+
 /// Read errors in a row after which a source is considered broken and reopened.
 const ERRORS_BEFORE_REOPEN: u32 = 5;
 
