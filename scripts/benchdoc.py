@@ -81,6 +81,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+def mosquitto_binary():
+    """Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH."""
+    return next((b for b in ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", shutil.which("mosquitto")] if b and os.path.exists(b)), None)
+
+
 def start_broker(tmp, extra=""):
     """A private mosquitto on a free loopback port (anonymous, no persistence, `extra` config
     lines appended); returns (process, port, log path) once it accepts connections."""
@@ -90,7 +95,7 @@ def start_broker(tmp, extra=""):
         f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n%s" % (port, extra))
     log_path = os.path.join(tmp, "mosquitto.log")
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([mosquitto_binary() or "mosquitto", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 10
     while time.time() < deadline:
         try:

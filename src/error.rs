@@ -9,8 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     // The io error is part of the message, not a `source`, so it is printed once. A full or
     // read-only disk says so (it is a write that failed, and the fix is space, not the path).
-    #[error("{}", io_message(path, cause))]
-    Io { path: PathBuf, cause: std::io::Error },
+    #[error("{}", io_message(path, cause, *writing))]
+    Io { path: PathBuf, cause: std::io::Error, writing: bool },
 
     #[error("{}: {problem}; {fix}", path.display())]
     Package { path: PathBuf, problem: String, fix: String },
@@ -66,21 +66,28 @@ pub enum Error {
     Option(String),
 }
 
-fn io_message(path: &std::path::Path, cause: &std::io::Error) -> String {
+fn io_message(path: &std::path::Path, cause: &std::io::Error, writing: bool) -> String {
     use std::io::ErrorKind::*;
     match cause.kind() {
-        StorageFull | QuotaExceeded | FileTooLarge => format!(
+        StorageFull | QuotaExceeded => format!(
             "cannot write {}: the disk is full ({cause}); free space on it (old captures, unused iterations: `cvedge iterations delete N`) or move the folder to a larger disk",
             path.display()
         ),
         ReadOnlyFilesystem => format!("cannot write {}: the disk is read-only ({cause}); remount it read-write or move the folder to a writable disk", path.display()),
+        _ if writing => format!("cannot write {}: {cause}; check that its folder exists and that cvedge's user may write there", path.display()),
         _ => format!("cannot read {}: {cause}; check that the path exists and is readable", path.display()),
     }
 }
 
 impl Error {
+    /// A failed read (or a look at a folder).
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { path: path.into(), cause: source }
+        Error::Io { path: path.into(), cause: source, writing: false }
+    }
+
+    /// A failed write, rename or removal.
+    pub(crate) fn io_write(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { path: path.into(), cause: source, writing: true }
     }
 
     pub(crate) fn package(path: impl Into<PathBuf>, problem: impl Into<String>, fix: impl Into<String>) -> Error {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// disk) removes its temporary file, so it holds no space.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io_write(dir, e))?;
     let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
@@ -21,7 +21,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
+        Error::io_write(path, e)
     })
 }
 
@@ -58,6 +58,13 @@ pub const MODEL_FOLDER_FILES: [&str; 5] = [
     crate::quantize::RECORD_FILE,
 ];
 
+/// A model folder's own file, or `write_atomic`'s temporary file of one (a kill's leftover).
+/// Nothing else, hidden files included (`.git`, `.env`): replacing the folder would delete them.
+fn is_model_folder_file(name: &str) -> bool {
+    let temporary = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp"));
+    MODEL_FOLDER_FILES.contains(&temporary.unwrap_or(name))
+}
+
 /// `.NAME.WHAT` beside `path`.
 pub fn hidden_sibling(path: &Path, what: &str) -> std::path::PathBuf {
     path.with_file_name(format!(".{}.{what}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))
@@ -75,8 +82,7 @@ pub fn check_replaceable(out: &Path) -> Result<bool> {
         Err(e) => return Err(Error::io(out, e)),
         Ok(entries) => entries,
     };
-    let mut foreign: Vec<String> =
-        entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !MODEL_FOLDER_FILES.contains(&n.as_str()) && !n.starts_with('.')).collect();
+    let mut foreign: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !is_model_folder_file(n)).collect();
     if foreign.is_empty() {
         return Ok(true);
     }
@@ -95,15 +101,15 @@ pub fn write_folder<T>(out: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Re
     check_replaceable(out)?;
     let staging = hidden_sibling(out, "partial");
     let _ = std::fs::remove_dir_all(&staging);
-    let written = std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e)).and_then(|()| write(&staging)).and_then(|value| {
+    let written = std::fs::create_dir_all(&staging).map_err(|e| Error::io_write(&staging, e)).and_then(|()| write(&staging)).and_then(|value| {
         if check_replaceable(out)? {
             let aside = hidden_sibling(out, "old");
             let _ = std::fs::remove_dir_all(&aside);
-            std::fs::rename(out, &aside).map_err(|e| Error::io(out, e))?;
-            std::fs::rename(&staging, out).map_err(|e| Error::io(out, e))?;
+            std::fs::rename(out, &aside).map_err(|e| Error::io_write(out, e))?;
+            std::fs::rename(&staging, out).map_err(|e| Error::io_write(out, e))?;
             let _ = std::fs::remove_dir_all(aside);
         } else {
-            std::fs::rename(&staging, out).map_err(|e| Error::io(out, e))?;
+            std::fs::rename(&staging, out).map_err(|e| Error::io_write(out, e))?;
         }
         let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if let Ok(dir) = std::fs::File::open(parent) {
@@ -128,6 +134,17 @@ mod tests {
             assert!(err.contains("names no folder of its own") && err.contains("--out ./export"), "{out}: {err}");
         }
         assert!(!check_replaceable(Path::new("/nonexistent/fresh")).unwrap());
+    }
+
+    #[test]
+    fn a_folder_with_hidden_files_of_its_own_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.onnx"), "x").unwrap();
+        std::fs::write(dir.path().join(".labels.txt.tmp"), "a kill's leftover").unwrap();
+        assert!(check_replaceable(dir.path()).unwrap(), "a model folder with a leftover temporary file");
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        let err = check_replaceable(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("(.git)"), "{err}");
     }
 
     #[test]

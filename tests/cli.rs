@@ -136,56 +136,104 @@ fn run_refuses_a_garbage_config_naming_the_key() {
     assert_fails(&["run", "--model", "models/demo", "--source", "door=pigeon:coo"], &["camera[0].source"]);
 }
 
+/// `cvedge run --config CONFIG` on a synthetic camera printing its predictions (`print = true`),
+/// logging at info; its stdout and stderr as channels of lines.
+struct RunningDaemon {
+    child: KillOnDrop,
+    stdout: crossbeam_channel::Receiver<String>,
+    stderr: crossbeam_channel::Receiver<String>,
+}
+
+impl RunningDaemon {
+    fn config(dir: &std::path::Path) -> String {
+        format!(
+            "model = \"models/demo\"\nstate_dir = \"{}\"\nprint = true\n[[camera]]\nname = \"door\"\nsource = \"synthetic:64x64@10\"\n",
+            dir.join("state").display()
+        )
+    }
+
+    fn start(config: &std::path::Path) -> RunningDaemon {
+        use std::io::BufRead;
+        let mut child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_cvedge"))
+                .args(["run", "--config", config.to_str().unwrap()])
+                .current_dir(repo())
+                .env("RUST_LOG", "info")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let lines = |stream: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            std::thread::spawn(move || std::io::BufReader::new(stream).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().unwrap()));
+        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        RunningDaemon { child, stdout, stderr }
+    }
+
+    fn signal(&self, name: &str) {
+        assert!(Command::new("kill").args([format!("-{name}"), self.child.id().to_string()]).status().unwrap().success());
+    }
+
+    fn prediction(&self, what: &str) {
+        wait_line(&self.stdout, what, &|l| l.contains("\"camera\":\"door\""));
+    }
+
+    /// SIGTERM, and it must exit 0.
+    fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+}
+
+fn wait_line(rx: &crossbeam_channel::Receiver<String>, what: &str, pred: &dyn Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30 * slowdown());
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if pred(&line) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
 /// SIGHUP with a broken model: the daemon says so and keeps classifying with the old one;
 /// SIGTERM then stops it cleanly (exit 0).
 #[test]
 fn run_survives_a_bad_reload_and_stops_on_sigterm() {
-    use std::io::BufRead;
-    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cvedge.toml");
-    let good = format!(
-        "model = \"models/demo\"\nstate_dir = \"{}\"\nprint = true\n[[camera]]\nname = \"door\"\nsource = \"synthetic:64x64@10\"\n",
-        dir.path().join("state").display()
-    );
+    let good = RunningDaemon::config(dir.path());
     std::fs::write(&config, &good).unwrap();
-    let mut child = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_cvedge"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .current_dir(repo())
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap());
-    let lines = |stream: Box<dyn std::io::Read + Send>| {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || std::io::BufReader::new(stream).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
-        rx
-    };
-    let stdout = lines(Box::new(child.stdout.take().unwrap()));
-    let stderr = lines(Box::new(child.stderr.take().unwrap()));
-    let wait_line = |rx: &crossbeam_channel::Receiver<String>, what: &str, pred: &dyn Fn(&str) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30 * slowdown());
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("timed out waiting for {what}"),
-            }
-        }
-    };
-    wait_line(&stdout, "a prediction", &|l| l.contains("\"camera\":\"door\""));
+    let daemon = RunningDaemon::start(&config);
+    daemon.prediction("a prediction");
     std::fs::write(&config, good.replace("models/demo", "tests/data/corrupt/garbage.onnx")).unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    wait_line(&stderr, "the reload error", &|l| l.contains("reload failed, keeping the running model") && l.contains("garbage.onnx"));
-    let _ = stdout.try_iter().count();
-    wait_line(&stdout, "predictions after the failed reload", &|l| l.contains("\"camera\":\"door\""));
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    daemon.signal("HUP");
+    wait_line(&daemon.stderr, "the reload error", &|l| l.contains("reload failed, keeping the running model") && l.contains("garbage.onnx"));
+    let _ = daemon.stdout.try_iter().count();
+    daemon.prediction("predictions after the failed reload");
+    daemon.stop();
 }
+
+/// A SIGHUP while the daemon starts (here as soon as its model has loaded, before the cameras
+/// run) is a reload for the main loop, not the signal's default action, which ends the process.
+#[test]
+fn a_sighup_during_start_is_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cvedge.toml");
+    std::fs::write(&config, RunningDaemon::config(dir.path())).unwrap();
+    let daemon = RunningDaemon::start(&config);
+    wait_line(&daemon.stderr, "the model loaded", &|l| l.contains("engine:"));
+    daemon.signal("HUP");
+    daemon.prediction("a prediction after the SIGHUP");
+    daemon.stop();
+}
+
 
 /// Under systemd (`Type=notify`): READY=1 once started, WATCHDOG=1 while the pipeline makes
 /// progress, STOPPING=1 on the way out. The notify socket is ours, as systemd's would be.

@@ -146,7 +146,7 @@ fn unconvertible_ops_are_named_with_what_still_works() {
     let err = cvedge::convert::to_onnx(&tf_graph("Erf", "Placeholder"), ModelFormat::TfFrozenGraph, path, &conventions()).unwrap_err().to_string();
     assert!(err.contains("the op Erf") && err.contains("`odd`") && err.contains("still runs"), "{err}");
     let err = cvedge::convert::to_onnx(b"not a graph", ModelFormat::TfLite, path, &conventions()).unwrap_err().to_string();
-    assert!(err.contains("cannot be rewritten as ONNX"), "{err}");
+    assert!(err.contains("cannot be rewritten as ONNX") && err.contains("copy it from the export again"), "{err}");
 }
 
 /// A damaged graph whose op reads its own output, through the mean: refused, not walked for ever.

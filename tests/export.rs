@@ -321,8 +321,13 @@ fn an_export_is_written_whole_and_never_over_other_files() {
     let args = ["export", "models/demo", "--out", out.to_str().unwrap()];
     let complete = ["cvexport.manifest", "labels.txt", "metadata_properties.json", "model.onnx"];
     for round in 0..3 {
+        // Each round from an empty folder: what the last one left would trigger the kill at once.
+        for name in file_names(dir.path()) {
+            std::fs::remove_dir_all(dir.path().join(name)).unwrap();
+        }
         // Killed the moment anything appears beside the output (its staging folder), plus a little.
-        kill_cvedge_when(&args, || !file_names(dir.path()).is_empty(), std::time::Duration::from_millis(round));
+        let landed = kill_cvedge_when(&args, || !file_names(dir.path()).is_empty(), std::time::Duration::from_millis(round));
+        assert!(landed, "round {round}: the export ended before anything of it appeared");
         assert!(!out.exists() || file_names(&out) == complete, "round {round}: a killed export left {:?}", file_names(&out));
     }
     let run = cvedge(&args);

@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::serve::*;
 use common::*;
@@ -125,10 +125,7 @@ fn cloud_format_is_what_predict_json_prints() {
 #[test]
 fn curl_uploads_multipart_and_raw_bytes() {
     if Command::new("curl").arg("--version").output().is_err() {
-        // CI installs curl: there its absence is a failure, not a skip.
-        assert_ne!(std::env::var("CVEDGE_REQUIRE_PEERS").as_deref(), Ok("1"), "CVEDGE_REQUIRE_PEERS=1 but curl is not installed");
-        eprintln!("skipped: curl is not installed (apt-get install curl)");
-        return;
+        return peer_missing("curl is not installed", "apt-get install curl");
     }
     let server = serve(&[]);
     let url = format!("http://{}/proj/classify/iterations/it/image", server.addr);
@@ -177,7 +174,7 @@ else:
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("python client: {}", result["client"]);
     // CI installs requests: there the sample's own client (and the multipart upload) must run.
-    if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
+    if peers_required() {
         assert_eq!(result["client"], "requests", "CVEDGE_REQUIRE_PEERS=1 but python3 has no requests: apt-get install python3-requests");
     }
     assert_eq!(result["status"], 200);
@@ -229,11 +226,7 @@ fn no_room_for_requests_is_refused_at_start() {
                 .spawn()
                 .unwrap(),
         );
-        let started = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            assert!(started.elapsed() < Duration::from_secs(30), "{flag} 0 must be refused, not taken as 1");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(&format!("{flag} 0 refused, not taken as 1"), Duration::from_secs(30), || child.try_wait().unwrap().is_some());
         let mut stderr = String::new();
         child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
         assert!(!child.try_wait().unwrap().unwrap().success(), "{stderr}");

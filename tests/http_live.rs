@@ -31,44 +31,14 @@ fn daemon(dir: &std::path::Path) -> (KillOnDrop, SocketAddr) {
     (child, addr)
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Headless Chromium's screenshot of `url`, or `None` (and a message) where it is not installed.
-fn screenshot(url: &str, dir: &std::path::Path) -> Option<image::RgbImage> {
-    let path = dir.join("live.png");
-    let profile = tempfile::tempdir().unwrap();
-    let run = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
-        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=900,700"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", path.display()))
-        .arg(url)
-        .output();
-    match run {
-        Err(e) => {
-            // CI installs chromium: there its absence is a failure, not a skip.
-            assert_ne!(std::env::var("CVEDGE_REQUIRE_PEERS").as_deref(), Ok("1"), "CVEDGE_REQUIRE_PEERS=1 but chromium cannot be run: {e}");
-            eprintln!("skipped: chromium cannot be run ({e}); apt-get install chromium");
-            None
-        }
-        Ok(out) => {
-            assert!(path.exists(), "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
-            Some(image::open(&path).unwrap().into_rgb8())
-        }
-    }
-}
+/// How long the daemon may take to show a prediction, save a capture or report it.
+const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn the_live_page_shows_each_camera_and_captures_training_frames() {
     let dir = tempfile::tempdir().unwrap();
     let (_daemon, addr) = daemon(dir.path());
-    wait_for("a prediction on the live board", || get(addr, "/live/state").json()["cameras"][0]["frames"].as_u64() >= Some(2));
+    wait_for("a prediction on the live board", WAIT, || get(addr, "/live/state").json()["cameras"][0]["frames"].as_u64() >= Some(2));
     let state = get(addr, "/live/state").json();
     assert_eq!(state["cameras"][0]["camera"], "door");
     assert_eq!(state["cameras"][0]["latest"]["top"][0]["tag"], "cat");
@@ -79,8 +49,8 @@ fn the_live_page_shows_each_camera_and_captures_training_frames() {
     // What the page's capture button posts: one frame saved under the tag, reported back.
     let capture = post(addr, "/live/capture", "application/json", br#"{"camera": "door", "tag": "cat", "count": 1}"#);
     assert_eq!(capture.status, 202, "{}", capture.text());
-    wait_for("the captured frame", || std::fs::read_dir(dir.path().join("data/cat")).is_ok_and(|d| d.count() == 1));
-    wait_for("the capture report", || get(addr, "/live/state").json()["cameras"][0]["capture"]["state"] == "done");
+    wait_for("the captured frame", WAIT, || std::fs::read_dir(dir.path().join("data/cat")).is_ok_and(|d| d.count() == 1));
+    wait_for("the capture report", WAIT, || get(addr, "/live/state").json()["cameras"][0]["capture"]["state"] == "done");
     let refused = post(addr, "/live/capture", "application/json", br#"{"camera": "door", "tag": "../x"}"#);
     assert_eq!((refused.status, refused.json()["code"].as_str()), (400, Some("BadRequest")), "{}", refused.text());
     assert_eq!(post(addr, "/live/capture", "application/json", br#"{"camera": "gate", "tag": "cat"}"#).status, 404);
@@ -98,7 +68,7 @@ fn the_live_page_shows_each_camera_and_captures_training_frames() {
     let url = format!("http://{addr}/live");
     let started = Instant::now();
     for attempt in 0.. {
-        let Some(shot) = screenshot(&url, dir.path()) else { return };
+        let Some(shot) = browser::screenshot(&url, &dir.path().join("live.png")) else { return };
         assert_eq!(shot.dimensions(), (900, 700));
         // The header's dark bar, the online badge's green, and a photo (many colours) where the
         // first card shows the camera's frame.
@@ -131,7 +101,7 @@ fn the_live_pages_capture_button_saves_a_frame_under_the_typed_tag() {
     page.click("section.camera input[name=tag]");
     page.type_text("dog");
     page.click("section.camera button");
-    wait_for("the captured frame", || std::fs::read_dir(dir.path().join("data/dog")).is_ok_and(|d| d.count() == 1));
+    wait_for("the captured frame", WAIT, || std::fs::read_dir(dir.path().join("data/dog")).is_ok_and(|d| d.count() == 1));
     page.wait_until("the capture report on the page", r#"document.querySelector("section.camera .capture").textContent === "capture 'dog': 1/1 saved (done)""#);
 }
 

@@ -270,7 +270,7 @@ fn a_kill_while_writing_leaves_the_output_absent_or_complete() {
     let args = ["quantize", "--model", "models/demo", "--calibrate", calibrate.to_str().unwrap(), "--out", out.to_str().unwrap(), "--engine", "tract"];
     // Killed the moment anything but the scratch candidates appears beside the output.
     let writing = || file_names(dir.path()).iter().any(|name| name != "captures" && !name.ends_with(".candidate"));
-    kill_cvedge_when(&args, writing, std::time::Duration::ZERO);
+    assert!(kill_cvedge_when(&args, writing, std::time::Duration::ZERO), "quantize ended before its output appeared");
     let complete = ["cvexport.manifest", "labels.txt", "metadata_properties.json", "model.onnx", "quantization.json"];
     assert!(!out.exists() || file_names(&out) == complete, "a killed quantization left a partial output: {:?}", file_names(&out));
 

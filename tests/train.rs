@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{argmax, cvedge, fixtures, repo, KillOnDrop};
+use common::{argmax, cvedge, file_names, fixtures, repo, KillOnDrop};
 use image::RgbImage;
 
 /// `cvedge train --model MODEL --data DATA --iterations ROOT` followed by `extra`.
@@ -400,9 +400,7 @@ fn a_full_disk_fails_training_clearly_and_leaves_nothing_behind() {
     assert!(!run.ok(), "{}", run.stdout);
     let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert!(errors.len() == 1 && errors[0].contains("the disk is full") && !errors[0].contains("cannot read"), "{}", run.stderr);
-    let hidden = |dir: &Path| -> Vec<String> {
-        std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(".tmp") || n.ends_with(".tmp")).collect()
-    };
+    let hidden = |dir: &Path| -> Vec<String> { file_names(dir).into_iter().filter(|n| n.starts_with(".tmp") || n.ends_with(".tmp")).collect() };
     for folder in [root.clone(), root.join("bases"), root.join("images")] {
         assert!(hidden(&folder).is_empty(), "{}: {:?}", folder.display(), hidden(&folder));
     }

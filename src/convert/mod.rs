@@ -73,7 +73,9 @@ fn build(bytes: &[u8], format: ModelFormat, path: &Path, conventions: Option<&Co
         Error::model(
             path,
             format!("its {format} graph cannot be rewritten as ONNX: {e}"),
-            "the export still runs as it is on tract (fp32); please report the model so the op can be supported",
+            // The converter cannot tell an op it lacks from a damaged file (an index past the end,
+            // a cycle): tract, which reads the file as it is, can.
+            "if `cvedge predict --engine tract` runs the export, it still runs as it is on tract (fp32): please report the model so the graph can be supported; if it does not, the file is damaged: copy it from the export again",
         )
     };
     let io = match format {

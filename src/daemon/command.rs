@@ -92,7 +92,7 @@ pub fn parse_capture(origin: &str, camera: &str, request: serde_json::Value) -> 
     capture_request(origin, camera, p)
 }
 
-fn refuse(topic: &str, camera: Option<&str>, tag: Option<&str>, problem: String, expected: &'static str) -> Refused {
+pub(super) fn refuse(topic: &str, camera: Option<&str>, tag: Option<&str>, problem: String, expected: &'static str) -> Refused {
     Refused { topic: topic.to_string(), camera: camera.map(str::to_string), tag: tag.map(str::to_string), problem, expected }
 }
 

@@ -385,13 +385,7 @@ impl Daemon {
             Command::Reload => return true,
             Command::Capture { camera, request } => match self.cameras.iter().find(|c| c.config.name == camera) {
                 Some(running) => running.saver.capture(request),
-                None => self.refuse(Refused {
-                    problem: format!("there is no camera '{camera}'"),
-                    topic: origin.to_string(),
-                    camera: Some(camera),
-                    tag: Some(request.tag),
-                    expected: "the capture to one of this device's cameras",
-                }),
+                None => self.refuse(command::refuse(origin, Some(&camera), Some(&request.tag), format!("there is no camera '{camera}'"), "the capture to one of this device's cameras")),
             },
         }
         false

@@ -61,7 +61,7 @@ impl ReviewFolder {
         let (bytes, extension) = encode(frame)?;
         let excess = (ours.len() + 1).saturating_sub(self.max_images);
         for (_, old) in &ours[..excess] {
-            std::fs::remove_file(old).map_err(|e| Error::io(old, e))?;
+            std::fs::remove_file(old).map_err(|e| Error::io_write(old, e))?;
         }
         let time = utc(frame.time).replace(':', "-");
         let name = format!("{number:08}-{time}-{}-{:02.0}.{extension}", file_safe(best), (probability * 100.0).floor());

@@ -51,7 +51,7 @@ pub fn check_tag(tag: &str) -> Result<()> {
 impl Dataset {
     pub fn open(root: impl AsRef<Path>) -> Result<Dataset> {
         let root = root.as_ref().to_path_buf();
-        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        std::fs::create_dir_all(&root).map_err(|e| Error::io_write(&root, e))?;
         Ok(Dataset { root })
     }
 

@@ -66,7 +66,7 @@ fn iteration_error(path: &Path, problem: impl Into<String>, fix: impl Into<Strin
 impl Store {
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
-        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        std::fs::create_dir_all(&root).map_err(|e| Error::io_write(&root, e))?;
         Ok(Store { root })
     }
 
@@ -168,7 +168,7 @@ impl Store {
                         return Ok(Iteration { dir, record });
                     }
                     Err(_) if dir.exists() => number += 1,
-                    Err(e) => return Err(Error::io(&dir, e)),
+                    Err(e) => return Err(Error::io_write(&dir, e)),
                 }
             }
         })();
@@ -250,7 +250,7 @@ impl Store {
         let file = format!("images/{}.{extension}", image.sha1);
         let path = self.root.join(&file);
         if !path.exists() {
-            std::fs::create_dir_all(self.root.join("images")).map_err(|e| Error::io(self.root.join("images"), e))?;
+            std::fs::create_dir_all(self.root.join("images")).map_err(|e| Error::io_write(self.root.join("images"), e))?;
             if std::fs::hard_link(&image.path, &path).is_err() {
                 let bytes = std::fs::read(&image.path).map_err(|e| Error::io(&image.path, e))?;
                 crate::fsutil::write_atomic(&path, &bytes)?;
@@ -280,9 +280,9 @@ impl Store {
             ));
         }
         let trash = self.root.join(format!(".trash-{}", uuid::Uuid::new_v4()));
-        std::fs::rename(&iteration.dir, &trash).map_err(|e| Error::io(&iteration.dir, e))?;
+        std::fs::rename(&iteration.dir, &trash).map_err(|e| Error::io_write(&iteration.dir, e))?;
         sync_dir(&self.root);
-        std::fs::remove_dir_all(&trash).map_err(|e| Error::io(&trash, e))?;
+        std::fs::remove_dir_all(&trash).map_err(|e| Error::io_write(&trash, e))?;
         self.collect_garbage()
     }
 

@@ -184,7 +184,7 @@ pub fn quantize(model: &Path, options: &QuantizeOptions, progress: &dyn Progress
     for (method, method_ranges) in [("percentile", &ranges.percentile), ("minmax", &ranges.minmax)] {
         let mut candidate_layout = layout.clone();
         candidate_layout.model = qdq::apply(&layout.model, &plan, method_ranges)?;
-        std::fs::create_dir_all(scratch).map_err(|e| Error::io(scratch, e))?;
+        std::fs::create_dir_all(scratch).map_err(|e| Error::io_write(scratch, e))?;
         crate::export::write_current_layout(&candidate_layout, &head, &float.labels, &float.iteration_id, scratch)?;
         // Judged as integer kernels compute it, whichever engine the user runs.
         let mut exact = load.clone();

@@ -102,7 +102,7 @@ impl Fetcher {
         let target = (url.host.clone(), url.port);
         let addresses = match url.host.parse::<IpAddr>() {
             Ok(ip) => Ok(vec![SocketAddr::new(ip, url.port)]),
-            Err(_) => within(deadline, move || target.to_socket_addrs().map(Iterator::collect)).ok_or_else(|| self.timed_out(shown))?,
+            Err(_) => within(deadline, move || target.to_socket_addrs().map(Iterator::collect)).map_err(|e| failed(shown, e.to_string()))?.ok_or_else(|| self.timed_out(shown))?,
         };
         let addresses = addresses.map_err(|e| failed(shown, format!("the host name does not resolve ({e})")))?;
         let mut refused = None;
@@ -163,13 +163,13 @@ impl Fetcher {
 }
 
 /// Runs `work` (a DNS lookup) on a thread of its own and waits for it until `deadline`; `None`
-/// when it did not answer in time. getaddrinfo has no timeout of its own: a resolver that does
+/// when it did not answer in time, an error when the thread cannot start. getaddrinfo has no timeout of its own: a resolver that does
 /// not answer would hold the HTTP worker past the request's time limit for as long as the
 /// system retries (30 s and more). The abandoned thread ends when the lookup does.
-fn within<T: Send + 'static>(deadline: Instant, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+fn within<T: Send + 'static>(deadline: Instant, work: impl FnOnce() -> T + Send + 'static) -> crate::Result<Option<T>> {
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-    crate::spawn("resolve".into(), move || drop(sender.send(work()))).ok()?;
-    receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()
+    crate::spawn("resolve".into(), move || drop(sender.send(work())))?;
+    Ok(receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok())
 }
 
 fn failed(url: &str, problem: String) -> FetchError {
@@ -263,8 +263,8 @@ mod tests {
             std::thread::sleep(Duration::from_secs(3));
             "answered"
         };
-        assert_eq!(within(Instant::now() + Duration::from_millis(100), silent_resolver), None);
-        assert_eq!(within(Instant::now() + Duration::from_secs(30), || "answered"), Some("answered"));
+        assert_eq!(within(Instant::now() + Duration::from_millis(100), silent_resolver).unwrap(), None);
+        assert_eq!(within(Instant::now() + Duration::from_secs(30), || "answered").unwrap(), Some("answered"));
     }
 
     #[test]

@@ -55,7 +55,7 @@ use routes::{ApiError, Route};
 /// The container's limit on a request body (Flask's `MAX_CONTENT_LENGTH`), and the cloud's.
 pub const MAX_IMAGE_BYTES: usize = 4 * 1024 * 1024;
 /// A `/url` request is a small JSON object.
-pub(crate) const MAX_URL_BODY: usize = 64 * 1024;
+const MAX_URL_BODY: usize = 64 * 1024;
 /// What `GET /` answers, word for word as the container's `app.py` does (health checks match it).
 pub const INDEX_TEXT: &str = "CustomVision.ai model host harness";
 /// How long a new connection may take to send its first request, and a kept-alive one its next.

@@ -43,7 +43,7 @@ impl FeatureCache {
         );
         let key = sha1_smol::Sha1::from(key).digest().to_string();
         let dir = root.join(format!("{}-{}", &classifier.package.model_sha1[..12], &key[..12]));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io_write(&dir, e))?;
         Ok(FeatureCache { dir, width: classifier.engine.output_width() })
     }
 
@@ -77,7 +77,7 @@ impl FeatureCache {
             std::fs::File::create(&tmp)?.write_all(&bytes)?;
             std::fs::rename(&tmp, &path)
         };
-        write().map_err(|e| Error::io(&path, e))
+        write().map_err(|e| Error::io_write(&path, e))
     }
 }
 

@@ -160,29 +160,48 @@ pub fn file_names(dir: &Path) -> Vec<String> {
 }
 
 /// Starts `cvedge ARGS` (output discarded), waits until it exits or `ready()` holds (polled every
-/// 200 µs), then `after` more, and kills it with SIGKILL.
-pub fn kill_cvedge_when(args: &[&str], mut ready: impl FnMut() -> bool, after: Duration) {
+/// 200 µs), then `after` more, and kills it with SIGKILL. Returns whether `ready()` held while
+/// cvedge still ran: false means it ended first, and the kill tested nothing.
+#[must_use]
+pub fn kill_cvedge_when(args: &[&str], mut ready: impl FnMut() -> bool, after: Duration) -> bool {
     let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_cvedge")).args(args).current_dir(repo()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cvedge"),
     );
-    while child.try_wait().unwrap().is_none() && !ready() {
+    let landed = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if ready() {
+            break true;
+        }
         std::thread::sleep(Duration::from_micros(200));
-    }
+    };
     std::thread::sleep(after);
+    landed
     // KillOnDrop's drop: SIGKILL, then wait.
+}
+
+/// Whether CI's `CVEDGE_REQUIRE_PEERS=1` is set: `.ci/run` installs every peer a test uses (the
+/// reference runtimes, curl, requests, chromium), so there a missing one is a failure.
+pub fn peers_required() -> bool {
+    std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1")
+}
+
+/// A peer the test needs is missing: a failure in CI, elsewhere (a user's clone) a skip that says
+/// how to install it.
+pub fn peer_missing(what: &str, install: &str) {
+    assert!(!peers_required(), "CVEDGE_REQUIRE_PEERS=1 but {what}: {install}");
+    eprintln!("skipped: {what} ({install})");
 }
 
 /// Whether the onnxruntime library cvedge's engine loads is there; with `CVEDGE_REQUIRE_PEERS=1`
 /// (CI) it must be.
 pub fn require_onnxruntime() -> bool {
-    if cvedge::engine::onnxruntime_available() {
-        return true;
+    let available = cvedge::engine::onnxruntime_available();
+    if !available {
+        peer_missing("libonnxruntime.so.1 cannot be loaded", "run scripts/install_onnxruntime.sh");
     }
-    if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("CVEDGE_REQUIRE_PEERS=1 but libonnxruntime.so.1 cannot be loaded: run scripts/install_onnxruntime.sh");
-    }
-    eprintln!("skipped: libonnxruntime.so.1 not installed (scripts/install_onnxruntime.sh)");
-    false
+    available
 }
 
 /// Whether Python's onnxruntime (the reference runtime) can be used; with `CVEDGE_REQUIRE_PEERS=1` (CI) it must be.
@@ -192,10 +211,7 @@ pub fn python_onnxruntime() -> bool {
         Command::new("python3").args(["-c", "import onnxruntime"]).output().map(|o| o.status.success()).unwrap_or(false)
     });
     if !available {
-        if std::env::var("CVEDGE_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("CVEDGE_REQUIRE_PEERS=1 but `python3 -c \"import onnxruntime\"` fails: pip install onnxruntime");
-        }
-        eprintln!("skipped: onnxruntime not installed (pip install onnxruntime)");
+        peer_missing("`python3 -c \"import onnxruntime\"` fails", "pip install onnxruntime");
     }
     available
 }
